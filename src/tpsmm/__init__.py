@@ -1,0 +1,1 @@
+"""Thin-Plate Spline Motion Model for Image Animation."""

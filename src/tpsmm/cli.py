@@ -1,0 +1,44 @@
+"""The ``tpsmm`` command: one sub-command per user job.
+
+Each sub-command lives in ``tpsmm.commands.<name>`` and exposes
+``add_parser(subparsers)``, which registers its options and sets ``func``
+(a callable taking the parsed ``argparse.Namespace`` and returning an exit
+status). Errors derived from :class:`tpsmm.errors.TPSMMError` become one
+line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from tpsmm.errors import TPSMMError
+
+COMMANDS = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tpsmm", description="Thin-Plate Spline Motion Model for Image Animation"
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"tpsmm.commands.{name}").add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except TPSMMError as error:
+        print(f"tpsmm {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"tpsmm {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
