@@ -1,1 +1,10 @@
-"""Thin-Plate Spline Motion Model for Image Animation."""
+"""Thin-Plate Spline Motion Model for Image Animation (Zhao & Zhang, CVPR 2022).
+
+>>> from tpsmm import TPSMM, load_config
+>>> model = TPSMM.from_checkpoint("vox.pth.tar", config="vox-256")
+"""
+
+from tpsmm.config import Config, load_config
+from tpsmm.model import TPSMM
+
+__all__ = ["TPSMM", "Config", "load_config"]

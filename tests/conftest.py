@@ -1,0 +1,55 @@
+"""Shared fixtures: golden cases rebuilt from the weight rule."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tpsmm import TPSMM, load_config
+from tpsmm.golden import fill_with_rule
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _threads():
+    torch.set_num_threads(2)
+
+
+class GoldenCase:
+    """One golden case: its arrays, its config and a model with rule weights."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.meta = json.loads((DATA / f"{name}.json").read_text())
+        self.arrays = dict(np.load(DATA / f"{name}.npz"))
+        self.config = load_config(
+            {
+                "image_size": self.meta["image_size"],
+                "model_params": self.meta["model_params"],
+                "train_params": self.meta["train_params"],
+            }
+        )
+
+    def tensor(self, key: str) -> torch.Tensor:
+        return torch.from_numpy(self.arrays[key])
+
+    def model(self) -> TPSMM:
+        model = TPSMM(self.config)
+        for name, network in model.networks.items():
+            fill_with_rule(network, name)
+        return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_case() -> GoldenCase:
+    return GoldenCase("tiny-64")
+
+
+@pytest.fixture(scope="session")
+def vox_case() -> GoldenCase:
+    return GoldenCase("vox-256")
