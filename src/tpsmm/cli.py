@@ -15,7 +15,7 @@ import sys
 
 from tpsmm.errors import TPSMMError
 
-COMMANDS = ()
+COMMANDS = ("synth",)
 
 
 def build_parser() -> argparse.ArgumentParser:
