@@ -15,7 +15,7 @@ import sys
 
 from tpsmm.errors import TPSMMError
 
-COMMANDS = ("synth",)
+COMMANDS = ("synth", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -258,7 +258,18 @@ class FramesDataset(Dataset):
             video = torch.cat(list(self.iter_frames(index)))
             return {"video": video.permute(1, 0, 2, 3).contiguous(), "name": path.name}
 
-        rng = self._generator()
+        return self.sample_pair(index, self._generator())
+
+    def sample_pair(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
+        """Training item ``index`` drawn with ``rng`` instead of the dataset's generator.
+
+        Every random choice (video of the id, frame indices, augmentation)
+        comes from ``rng``, so a generator seeded from (seed, epoch, position)
+        makes the item a pure function of them, whatever worker reads it: the
+        trainer relies on this to replay an interrupted epoch exactly.
+        """
+        if not self.is_train:
+            raise ValueError("sample_pair needs the train split (is_train=True)")
         if self.ids is not None:
             choices = self._videos_by_id[self.ids[index]]
             path = choices[rng.integers(len(choices))]

@@ -1,0 +1,113 @@
+"""``tpsmm train``: train a model on a video dataset (one process, or many under torchrun)."""
+
+from __future__ import annotations
+
+import argparse
+
+from tpsmm.training.trainer import PRECISIONS, TrainOptions, train
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``train`` and ``train-avd``: run directory, resuming, hardware."""
+    p.add_argument("--out", required=True, metavar="RUN_DIR",
+                   help="run directory: checkpoints, logs, config.yaml, visualisations")
+    p.add_argument("--resume", nargs="?", const="last", default=None, metavar="CHECKPOINT",
+                   help="continue the run in RUN_DIR from its last.pth.tar (starting afresh "
+                   "if there is none yet), or from CHECKPOINT")
+    p.add_argument("--epochs", type=positive_int, help="number of epochs (overrides the config)")
+    p.add_argument("--batch-size", type=positive_int,
+                   help="global batch size, split over the processes (overrides the config)")
+    p.add_argument("--num-repeats", type=positive_int,
+                   help="passes over the dataset per epoch (overrides the config)")
+    p.add_argument("--max-steps", type=positive_int,
+                   help="stop, with a checkpoint, after this many steps in total")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed of the weights, data order and random draws (default 0)")
+    p.add_argument("--workers", type=non_negative_int,
+                   help="data loader processes per training process (overrides the config)")
+    p.add_argument("--checkpoint-minutes", type=positive_float, default=30.0,
+                   help="also save RUN_DIR/last.pth.tar this often (default 30)")
+    p.add_argument("--checkpoint-every", type=positive_int, metavar="EPOCHS",
+                   help="keep a numbered checkpoint every EPOCHS epochs "
+                   "(default: the config's checkpoint_freq)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available); "
+                   "under torchrun each process takes GPU LOCAL_RANK")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads per process")
+    p.add_argument("--no-tensorboard", action="store_true",
+                   help="do not write TensorBoard events even if tensorboard is installed")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summaries")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a model on your videos (resumable; torchrun for several GPUs/machines)",
+        description="Train the TPSMM networks with the reference recipe on ROOT/train "
+        "(or an 80/20 split of ROOT). Saves RUN_DIR/last.pth.tar every epoch and every "
+        "--checkpoint-minutes, numbered checkpoints every checkpoint_freq epochs, log.jsonl, "
+        "log.txt and train-vis/*.png. Several processes: "
+        "torchrun --nproc_per_node N -m tpsmm.cli train ...",
+    )
+    p.add_argument("--config", help="bundled config name (vox-256, taichi-256, ted-384, "
+                   "mgif-256) or YAML path; when resuming, the run's own config is used")
+    p.add_argument("--data", metavar="ROOT",
+                   help="dataset folder (default: the config's dataset_params.root_dir)")
+    add_run_options(p)
+    p.add_argument("--init", metavar="CHECKPOINT",
+                   help="start a new run from these weights (fine-tuning)")
+    p.add_argument("--image-size", type=positive_int,
+                   help="train at this resolution, resizing the frames to it")
+    p.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
+                   help="autocast precision (default fp32; fp16 uses a gradient scaler)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="NHWC memory format (often faster on recent GPUs)")
+    p.add_argument("--vgg-weights", metavar="imagenet|PATH|random",
+                   help="VGG-19 of the perceptual loss (default: the config's "
+                   "train_params.perceptual_weights, else imagenet from the torch hub cache); "
+                   "'random' is an explicit choice for tests and offline demos")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="synchronise BatchNorm statistics across GPUs")
+    p.add_argument("--no-visualize", action="store_true",
+                   help="do not save train-vis/<epoch>-rec.png")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = train(TrainOptions(
+        out=args.out, config=args.config, data=args.data, resume=args.resume, init=args.init,
+        epochs=args.epochs, batch_size=args.batch_size, num_repeats=args.num_repeats,
+        workers=args.workers, image_size=args.image_size, max_steps=args.max_steps,
+        seed=args.seed, precision=args.precision, channels_last=args.channels_last,
+        vgg_weights=args.vgg_weights, checkpoint_minutes=args.checkpoint_minutes,
+        checkpoint_every=args.checkpoint_every, device=args.device, sync_bn=args.sync_bn,
+        threads=args.threads, quiet=args.quiet, tensorboard=not args.no_tensorboard,
+        visualize=not args.no_visualize,
+    ))
+    if not args.quiet and result.is_main:
+        print(f"train: {result.status} after {result.epochs_done} epoch(s), step "
+              f"{result.step}; checkpoint {result.checkpoint}")
+    return 130 if result.status == "interrupted" else 0
