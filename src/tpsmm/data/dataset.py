@@ -85,11 +85,17 @@ def _has_frames(folder: Path) -> bool:
 
 
 def _list_videos(folder: Path) -> list[Path]:
-    """The videos in ``folder``, sorted by name; warns about the entries skipped."""
+    """The videos in ``folder``, sorted by name; warns about the entries skipped.
+
+    Side files named after a video (``<video>.npz``: the ground truth that
+    ``tpsmm synth`` writes) are expected and skipped silently.
+    """
     videos: list[Path] = []
     skipped: list[str] = []
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith("."):
+    entries = sorted(folder.iterdir())
+    names = {path.name for path in entries}
+    for path in entries:
+        if path.name.startswith(".") or (path.suffix == ".npz" and path.stem in names):
             continue
         if path.is_dir():
             if _has_frames(path):
