@@ -92,8 +92,9 @@ class TPSMM(nn.Module):
             fits = fitting_configs(checkpoint)
             hint = f"; it fits the bundled config {' or '.join(fits)}" if fits else ""
             raise CheckpointError(f"{error} (config {config.source}){hint}") from None
-        return model.to(map_location if isinstance(map_location, (str, torch.device))
-                        else "cpu").eval()
+        if isinstance(map_location, (str, torch.device)):
+            model = model.to(map_location)
+        return model.eval()
 
     def checkpoint_dict(self, epoch: int | None = None, **extra: Any) -> dict[str, Any]:
         """The reference's checkpoint layout: a state dict per network, ``epoch``."""
