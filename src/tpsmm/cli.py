@@ -15,7 +15,7 @@ import sys
 
 from tpsmm.errors import TPSMMError
 
-COMMANDS = ("synth", "train")
+COMMANDS = ("demo", "animate", "train", "train_avd", "reconstruct", "synth")
 
 
 def build_parser() -> argparse.ArgumentParser:

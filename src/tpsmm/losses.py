@@ -80,7 +80,10 @@ def warp_loss(inpainting: InpaintingNetwork, driving: torch.Tensor, generated: d
     Both sides are built from detached features and masks, so only the
     flow (dense motion and keypoints) receives gradient.
     """
-    targets = inpainting.get_encode(driving, generated["occlusion_map"])
+    # The targets are detached anyway; without a graph their activations are
+    # not kept for a backward pass that never comes (less memory, same values).
+    with torch.no_grad():
+        targets = inpainting.get_encode(driving, generated["occlusion_map"])
     warped = generated["warped_encoder_maps"]
     total = driving.new_zeros(())
     for i, target in enumerate(targets):

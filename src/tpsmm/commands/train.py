@@ -59,6 +59,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=positive_int, help="torch CPU threads per process")
     p.add_argument("--no-tensorboard", action="store_true",
                    help="do not write TensorBoard events even if tensorboard is installed")
+    p.add_argument("--no-visualize", action="store_true",
+                   help="do not save train-vis/<epoch>-rec.png")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summaries")
 
 
@@ -91,8 +93,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "'random' is an explicit choice for tests and offline demos")
     p.add_argument("--sync-bn", action="store_true",
                    help="synchronise BatchNorm statistics across GPUs")
-    p.add_argument("--no-visualize", action="store_true",
-                   help="do not save train-vis/<epoch>-rec.png")
     p.set_defaults(func=run)
 
 

@@ -94,6 +94,9 @@ class DenseMotionNetwork(nn.Module):
                 dropout_flag: bool = False, dropout_p: float = 0) -> dict:
         """``source_image: (B, 3, H, W)`` in [0, 1]; keypoints ``(B, K*5, 2)``.
 
+        A batch-1 ``source_image`` is shared by every keypoint set, so inference downsamples
+        one source once however many driving frames it animates.
+
         Returns, with h, w = the motion resolution:
         - ``deformed_source``: (B, K+1, 3, h, w), the source under each transform;
         - ``contribution_maps``: (B, K+1, h, w), softmax weights of the transforms;
@@ -102,14 +105,15 @@ class DenseMotionNetwork(nn.Module):
         """
         if self.scale_factor != 1:
             source_image = self.down(source_image)
-        batch, _, h, w = source_image.shape
+        _, _, h, w = source_image.shape
         kp_d, kp_s = kp_driving["fg_kp"], kp_source["fg_kp"]
+        batch = kp_d.shape[0]
 
         heatmaps = keypoint_heatmaps(kp_d, (h, w), self.kp_variance) - keypoint_heatmaps(
             kp_s, (h, w), self.kp_variance
         )
         transformations = self.create_transformations((h, w), kp_d, kp_s, bg_param)
-        frames = source_image.unsqueeze(1).expand(-1, self.num_tps + 1, -1, -1, -1)
+        frames = source_image.unsqueeze(1).expand(batch, self.num_tps + 1, -1, -1, -1)
         deformed_source = F.grid_sample(
             frames.reshape(batch * (self.num_tps + 1), -1, h, w),
             transformations.reshape(batch * (self.num_tps + 1), h, w, 2).to(source_image.dtype),

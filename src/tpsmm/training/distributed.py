@@ -61,6 +61,16 @@ class DistributedContext:
         dist.all_reduce(value, op=dist.ReduceOp.MAX)
         return bool(value.item() > 0)
 
+    def broadcast_buffers(self, module: torch.nn.Module) -> None:
+        """Copy rank 0's buffers (BatchNorm running statistics) to every process.
+
+        DDP broadcasts them at the start of each forward pass, so the
+        processes differ only by what their last forward pass added.
+        """
+        if self.enabled:
+            for buffer in module.buffers():
+                dist.broadcast(buffer.data, src=0)
+
     def shutdown(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()

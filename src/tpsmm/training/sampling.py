@@ -19,6 +19,7 @@ workers.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import numpy as np
@@ -115,6 +116,14 @@ class EpochSampler(Sampler[tuple[int, int]]):
             yield self.epoch, int(position)
 
 
+def _init_worker(worker_id: int) -> None:
+    # Ctrl-C reaches the whole process group. The main process stops cleanly
+    # after its current step; a worker killed by the same signal would make it
+    # fail while waiting for a batch instead.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    seed_worker(worker_id)
+
+
 def make_loader(pairs: Dataset, sampler: EpochSampler, workers: int,
                 pin_memory: bool = False) -> DataLoader:
     """A DataLoader of ``sampler.batch_size`` pairs per batch, in the sampler's order.
@@ -130,6 +139,6 @@ def make_loader(pairs: Dataset, sampler: EpochSampler, workers: int,
         num_workers=workers,
         drop_last=True,
         pin_memory=pin_memory,
-        worker_init_fn=seed_worker if workers else None,
+        worker_init_fn=_init_worker if workers else None,
         generator=torch.Generator().manual_seed(sampler.seed),
     )

@@ -121,3 +121,25 @@ def save_image(image: np.ndarray, path: Path) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     Image.fromarray(image).save(temporary, format="PNG")
     temporary.replace(path)
+
+
+def visualize_avd(source: torch.Tensor, driving: torch.Tensor, kp_source: torch.Tensor,
+                  kp_driving: torch.Tensor, kp_avd: torch.Tensor,
+                  prediction: torch.Tensor) -> np.ndarray:
+    """Rows of (source + its keypoints, driving + its keypoints, animation + AVD keypoints).
+
+    Args:
+        source, driving, prediction: (B, 3, H, W) in [0, 1].
+        kp_source, kp_driving, kp_avd: (B, N, 2) in [-1, 1].
+
+    Returns:
+        (B*H, 3*W, 3) uint8.
+    """
+    size = (source.shape[-2], source.shape[-1])
+    radius = max(1, round(5 * size[0] / 256))
+    columns = [
+        draw_keypoints(_to_numpy(images, size), kp.detach().float().cpu().numpy(), radius)
+        for images, kp in ((source, kp_source), (driving, kp_driving), (prediction, kp_avd))
+    ]
+    grid = np.concatenate(columns, axis=2)
+    return (grid.reshape(-1, grid.shape[2], 3) * 255).round().astype(np.uint8)

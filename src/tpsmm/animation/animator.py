@@ -1,0 +1,439 @@
+"""The animator: a source image brought to life by a driving video, streamed in batches.
+
+One frame's path, top-down:
+
+1. :meth:`Animator.prepare`, once per source image: fit it to the model's size, then keep
+   its keypoints and the inpainting encoder's feature maps, which depend on it alone.
+2. :meth:`Animator.animate` streams the driving video: decode a batch, fit it, detect its
+   keypoints, turn them into the keypoints the source moves to (the mode, see
+   :mod:`tpsmm.animation.keypoints`), run the dense motion network and the inpainting
+   decoder on the kept source work, and hand the frames to the writer.
+
+Only one batch of frames is in memory at a time, whatever the length of the video; the
+output appears under its name only once complete (:func:`tpsmm.data.video.open_writer`).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from tpsmm.animation.best_frame import FaceLandmarks, keypoint_distances
+from tpsmm.animation.inference import (
+    PRECISIONS,
+    autocast,
+    optimize_for_inference,
+    resolve_device,
+)
+from tpsmm.animation.keypoints import relative_kp, relative_scale
+from tpsmm.config import Config
+from tpsmm.data.images import FIT_MODES, fit, load_image, to_tensor, to_uint8
+from tpsmm.data.video import VideoReader, has_audio, open_video, open_writer
+from tpsmm.errors import CheckpointError, InputError
+from tpsmm.model import TPSMM
+
+MODES = ("relative", "standard", "avd")
+NEEDED_NETWORKS = ("kp_detector", "dense_motion_network", "inpainting_network")
+# Frames per batch when not given. On the CPU, batches beyond a few frames gain nothing
+# and only cost memory; GPUs need larger ones to fill up.
+DEFAULT_BATCH_SIZE = {"cpu": 4, "cuda": 16, "mps": 8}
+
+Image = str | os.PathLike | np.ndarray | torch.Tensor
+
+
+@dataclass(frozen=True)
+class PreparedSource:
+    """A source image with the work that depends only on it done once.
+
+    Attributes:
+        image: ``(1, 3, S, S)`` fp32 in [0, 1], at the model size S, on the device.
+        kp: ``(1, K*5, 2)`` keypoints in (-1, 1), x then y.
+        encoder_maps: the inpainting encoder's maps, shallowest first, ``(1, C_i, S/2^i,
+            S/2^i)`` fp32 (kept in fp32 in every precision: they are warped by
+            ``grid_sample``, which must see fp32 features and grids).
+    """
+
+    image: torch.Tensor
+    kp: torch.Tensor
+    encoder_maps: list[torch.Tensor]
+
+
+@dataclass(frozen=True)
+class AnimationResult:
+    """What :meth:`Animator.animate` wrote.
+
+    Attributes:
+        output: the file or directory written.
+        frames: number of frames written.
+        fps: their frame rate.
+        size: their side in pixels (the model size).
+        seconds: wall time of the whole call.
+        audio: whether the output carries the driving video's audio.
+        best_frame: index of the reference frame chosen by ``find_best_frame``, else None.
+        best_frame_by: ``"face landmarks"`` or ``"keypoints"``, what chose it; else None.
+    """
+
+    output: Path
+    frames: int
+    fps: float
+    size: int
+    seconds: float
+    audio: bool
+    best_frame: int | None = None
+    best_frame_by: str | None = None
+
+    @property
+    def frames_per_second(self) -> float:
+        """Throughput of the call: frames written per second of wall time."""
+        return self.frames / max(self.seconds, 1e-9)
+
+
+class Animator:
+    """Animates source images with driving videos using one loaded model.
+
+    The animator owns ``model``: it rewrites it in place for inference
+    (:func:`~tpsmm.animation.inference.optimize_for_inference`) and drops its background
+    predictor, which animation never uses (as in the reference demo).
+
+    Args:
+        model: a :class:`TPSMM`, e.g. from :meth:`TPSMM.from_checkpoint`.
+        device: ``auto`` (CUDA, else MPS, else CPU), ``cpu``, ``cuda``, ``mps``...
+        precision: ``fp32`` (default: full precision, frames within 1/255 of the reference),
+            ``bf16`` or ``fp16``: the precision of the inpainting decoder's convolutions,
+            ~90% of the work. Everything else stays fp32.
+        batch_size: frames per batch; by default 4 on the CPU, 16 on CUDA, 8 on MPS.
+
+    >>> animator = Animator.from_checkpoint("vox.pth.tar", config="vox-256")
+    >>> source = animator.prepare("face.png")          # the source's work, done once
+    >>> animator.animate(source, "speech.mp4", "out.mp4")
+    >>> animator.animate(source, "song.mp4", "out2.mp4")
+    """
+
+    def __init__(self, model: TPSMM, device: str | torch.device = "auto",
+                 precision: str = "fp32", batch_size: int | None = None) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.device = resolve_device(device)
+        self.precision = precision
+        self.batch_size = batch_size or DEFAULT_BATCH_SIZE.get(self.device.type, 4)
+        self.config: Config = model.config
+        self.image_size = self.config.image_size
+        self.checkpoint: Path | None = None
+        model.bg_predictor = None
+        self.model = optimize_for_inference(model, self.device, precision)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | os.PathLike,
+                        config: str | os.PathLike | dict = "vox-256",
+                        **options) -> Animator:
+        """Load a reference-format checkpoint; ``options`` as for the constructor.
+
+        Raises:
+            CheckpointError: unreadable, not fitting ``config``, or without one of the
+                networks animation needs.
+            ConfigError: ``config`` cannot be loaded.
+        """
+        model = TPSMM.from_checkpoint(checkpoint, config=config, map_location="cpu")
+        missing = [name for name in NEEDED_NETWORKS if name not in model.loaded]
+        if missing:
+            raise CheckpointError(
+                f"{checkpoint}: checkpoint has no {' or '.join(missing)}, which animation needs"
+            )
+        animator = cls(model, **options)
+        animator.checkpoint = Path(checkpoint)
+        return animator
+
+    # ----------------------------------------------------------------------- the frame path
+
+    @torch.inference_mode()
+    def prepare(self, source: Image, fit_mode: str = "crop") -> PreparedSource:
+        """Do the work that depends on the source image alone.
+
+        Args:
+            source: an image file; an ``(H, W, 3)`` array, uint8 or float in [0, 1]; or a
+                ``(3, H, W)`` / ``(1, 3, H, W)`` float tensor in [0, 1]. Any size: it is
+                fitted to the model size with ``fit_mode`` (crop, pad or stretch).
+        """
+        image = self._fit(_image_batch(source), fit_mode)
+        return PreparedSource(
+            image=image,
+            kp=self.model.kp_detector(image)["fg_kp"],
+            encoder_maps=self.model.inpainting_network.encode(image),
+        )
+
+    @torch.inference_mode()
+    def animate_frames(self, source: PreparedSource, frames: torch.Tensor, mode: str = "relative",
+                       reference: torch.Tensor | None = None) -> torch.Tensor:
+        """Animate one batch of driving frames already at the model size.
+
+        Args:
+            source: from :meth:`prepare`.
+            frames: ``(B, 3, S, S)`` float in [0, 1].
+            mode: ``relative``, ``standard`` or ``avd`` (see :mod:`tpsmm.animation.keypoints`).
+            reference: ``(1, 3, S, S)``, the frame relative motion starts from; by default
+                ``frames[:1]``. Give the video's first frame for every batch of a video.
+
+        Returns:
+            ``(B, 3, S, S)`` fp32 in [0, 1], on the animator's device.
+        """
+        self._check_mode(mode)
+        if frames.shape[-2:] != (self.image_size, self.image_size):
+            raise ValueError(f"frames must be {self.image_size}x{self.image_size} (the model "
+                             f"size), got {tuple(frames.shape)}; fit them first")
+        kp_driving = self._keypoints(self._on_device(frames))
+        kp_reference = kp_driving[:1] if reference is None else self._keypoints(
+            self._on_device(reference)
+        )
+        return self._generate(source, self._motion(mode, source, kp_reference)(kp_driving))
+
+    def _keypoints(self, frames: torch.Tensor) -> torch.Tensor:
+        """``frames: (B, 3, S, S)`` on the device -> ``(B, K*5, 2)``."""
+        return self.model.kp_detector(frames)["fg_kp"]
+
+    def _motion(self, mode: str, source: PreparedSource,
+                kp_reference: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The map from driving keypoints ``(B, K*5, 2)`` to the keypoints the source is
+        animated with, for ``mode``; ``kp_reference: (1, K*5, 2)`` (relative mode only)."""
+        if mode == "standard":
+            return lambda kp_driving: kp_driving
+        if mode == "relative":
+            scale = relative_scale(source.kp, kp_reference)
+            return lambda kp_driving: relative_kp(source.kp, kp_driving, kp_reference, scale)
+        avd = self.model.avd_network
+        return lambda kp_driving: avd(
+            {"fg_kp": source.kp.expand_as(kp_driving)}, {"fg_kp": kp_driving}
+        )["fg_kp"]
+
+    def _generate(self, source: PreparedSource, kp: torch.Tensor) -> torch.Tensor:
+        """The frames of the source moved to ``kp: (B, K*5, 2)``: ``(B, 3, S, S)`` fp32."""
+        kp_source = source.kp.expand(kp.shape[0], -1, -1)
+        motion = self.model.dense_motion_network(source.image, {"fg_kp": kp},
+                                                 {"fg_kp": kp_source})
+        with autocast(self.device, self.precision):
+            generated = self.model.inpainting_network(source.image, motion,
+                                                      encoder_maps=source.encoder_maps)
+        return generated["prediction"].float()
+
+    # ----------------------------------------------------------------------- whole videos
+
+    def animate(self, source: PreparedSource | Image, driving: str | os.PathLike | VideoReader,
+                output: str | os.PathLike, mode: str = "relative", fit_mode: str = "crop",
+                fps: float | None = None, find_best_frame: bool = False,
+                progress: bool = False) -> AnimationResult:
+        """Animate ``source`` with a whole driving video and write the result.
+
+        Args:
+            source: a :class:`PreparedSource`, or an image for :meth:`prepare`.
+            driving: a video file, animated GIF or directory of frames, or an open reader.
+            output: ``.mp4`` / ``.mov`` / ``.mkv`` (H.264, with the driving video's audio),
+                ``.gif``, or a directory, which receives numbered PNG frames.
+            mode: ``relative`` (default), ``standard`` or ``avd``.
+            fit_mode: how frames of another size or aspect become model-sized: ``crop``
+                (centre square), ``pad`` (black borders) or ``stretch`` (the reference's).
+            fps: output frame rate; by default the driving video's. A different rate changes
+                the duration, so the audio is then left out.
+            find_best_frame: relative mode only: measure the motion from the driving frame
+                whose pose is closest to the source's (:mod:`tpsmm.animation.best_frame`),
+                not from the first. It costs one more decoding pass and keypoint detection.
+            progress: show a progress bar (frames/s, ETA) on stderr.
+
+        Raises:
+            InputError: a driving frame cannot be decoded (after the frames before it were
+                animated; nothing is written), or an input is missing or unreadable.
+            OutputError: ``output`` cannot be written.
+            CheckpointError: ``mode="avd"`` with a checkpoint that has no AVD network.
+        """
+        started = time.perf_counter()
+        self._check_mode(mode)
+        if fit_mode not in FIT_MODES:
+            raise ValueError(f"fit_mode must be one of {', '.join(FIT_MODES)}, got {fit_mode!r}")
+        if not isinstance(source, PreparedSource):
+            source = self.prepare(source, fit_mode)
+        reader = driving if isinstance(driving, VideoReader) else open_video(driving)
+        rate = float(fps) if fps else reader.fps
+        keep_audio = reader.has_audio and rate == reader.fps
+        best_frame = best_frame_by = kp_reference = None
+        with open_writer(output, rate, audio_from=reader.path if keep_audio else None) as writer:
+            try:
+                if find_best_frame and mode == "relative":
+                    best_frame, kp_reference, best_frame_by = self._find_best_frame(
+                        source, reader, fit_mode, progress
+                    )
+                self._stream(source, reader, writer, mode, fit_mode, kp_reference, progress)
+            except InputError as error:
+                raise InputError(f"{error}; nothing was written to {writer.path}") from None
+        return AnimationResult(
+            output=writer.path,
+            frames=writer.frames_written,
+            fps=rate,
+            size=self.image_size,
+            seconds=time.perf_counter() - started,
+            audio=keep_audio and has_audio(writer.path),
+            best_frame=best_frame,
+            best_frame_by=best_frame_by,
+        )
+
+    @torch.inference_mode()
+    def _stream(self, source: PreparedSource, reader: VideoReader, writer, mode: str,
+                fit_mode: str, kp_reference: torch.Tensor | None, progress: bool) -> None:
+        """Decode, animate and encode batch by batch; relative motion starts from
+        ``kp_reference``, or from the first frame when None."""
+        motion = None
+        with _progress_bar(reader, "animate", progress) as bar:
+            for batch in _read_ahead(reader.iter_batches(self.batch_size)):
+                kp_driving = self._keypoints(self._fit(to_tensor(batch), fit_mode))
+                if motion is None:
+                    first = kp_driving[:1] if kp_reference is None else kp_reference
+                    motion = self._motion(mode, source, first)
+                writer.write(to_uint8(self._generate(source, motion(kp_driving))))
+                bar.update(len(batch))
+
+    @torch.inference_mode()
+    def _find_best_frame(self, source: PreparedSource, reader: VideoReader, fit_mode: str,
+                         progress: bool) -> tuple[int, torch.Tensor, str]:
+        """One pass over the video: the index of the frame posed most like the source, its
+        keypoints ``(1, K*5, 2)``, and what compared the poses.
+
+        Face landmarks when :class:`FaceLandmarks` can be loaded and finds a face in the
+        source, as the reference does; else the model's keypoints.
+        """
+        landmarks = FaceLandmarks.load(self.device)
+        source_landmarks = landmarks(to_uint8(source.image)[0]) if landmarks else None
+        best = (np.inf, 0, None)
+        start = 0
+        with _progress_bar(reader, "find best frame", progress) as bar:
+            for batch in _read_ahead(reader.iter_batches(self.batch_size)):
+                frames = self._fit(to_tensor(batch), fit_mode)
+                kp = self._keypoints(frames)
+                if source_landmarks is not None:
+                    distances = landmarks.distances(source_landmarks, to_uint8(frames))
+                else:
+                    distances = keypoint_distances(source.kp, kp)
+                index = int(np.argmin(distances))
+                if distances[index] < best[0]:
+                    best = (distances[index], start + index, kp[index : index + 1])
+                start += len(batch)
+                bar.update(len(batch))
+        _, index, kp_reference = best
+        if kp_reference is None:  # no frame had a face: fall back to the first frame
+            kp_reference = self._keypoints(self._fit(to_tensor(reader.read([0])), fit_mode))
+        method = "keypoints" if source_landmarks is None else "face landmarks"
+        return index, kp_reference, method
+
+    # ----------------------------------------------------------------------- helpers
+
+    def _check_mode(self, mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        # A model built in code (no checkpoint) may have AVD weights of any origin.
+        if mode == "avd" and self.model.loaded and "avd_network" not in self.model.loaded:
+            where = self.checkpoint or "the model"
+            raise CheckpointError(
+                f"{where}: checkpoint has no avd_network, which --mode avd needs "
+                "(train one with `tpsmm train-avd`, or use --mode relative or standard)"
+            )
+
+    def _on_device(self, frames: torch.Tensor) -> torch.Tensor:
+        return frames.to(self.device, torch.float32)
+
+    def _fit(self, frames: torch.Tensor, fit_mode: str) -> torch.Tensor:
+        """``(B, 3, H, W)`` in [0, 1], any size -> ``(B, 3, S, S)`` on the device."""
+        return self._on_device(fit(frames, self.image_size, fit_mode))
+
+
+def _image_batch(image: Image) -> torch.Tensor:
+    """An image file, ``(H, W, 3)`` array or ``(3, H, W)`` / ``(1, 3, H, W)`` tensor ->
+    ``(1, 3, H, W)`` fp32 in [0, 1] (on the CPU for files and arrays)."""
+    if isinstance(image, torch.Tensor):
+        batch = image.unsqueeze(0) if image.ndim == 3 else image
+        if batch.ndim != 4 or batch.shape[:2] != (1, 3):
+            raise ValueError(
+                f"expected a (3, H, W) or (1, 3, H, W) image, got {tuple(image.shape)}"
+            )
+        return batch.float()
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[-1] != 3:
+            raise ValueError(f"expected an (H, W, 3) image, got {image.shape}")
+        return to_tensor(image[None])
+    return to_tensor(load_image(image)[None])
+
+
+def _read_ahead(batches: Iterator[np.ndarray], depth: int = 2) -> Iterator[np.ndarray]:
+    """Yield ``batches``, decoded up to ``depth`` batches ahead on a background thread.
+
+    FFmpeg and Pillow decode without holding the GIL, so the next batch is being decoded
+    while the model works on this one (which matters on GPUs, where the model is fast).
+    An error of the reader is raised here after the batches before it, as without the
+    thread. Stopping early (an error downstream) stops the thread at its next batch.
+    """
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stopped = threading.Event()
+    end = object()
+
+    def put(item) -> bool:
+        while not stopped.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def decode() -> None:
+        try:
+            for batch in batches:
+                if not put(batch):
+                    return
+        except Exception as error:  # handed over to be raised by the consumer
+            put(error)
+            return
+        finally:
+            batches.close()
+        put(end)
+
+    thread = threading.Thread(target=decode, name="tpsmm-decode", daemon=True)
+    thread.start()
+    try:
+        while (item := ready.get()) is not end:
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        stopped.set()
+        thread.join()
+
+
+def _progress_bar(reader: VideoReader, description: str, enabled: bool) -> tqdm:
+    """A bar on stderr counting frames, with frames/s and the time left."""
+    return tqdm(total=reader.num_frames, desc=description, unit="frame", disable=not enabled,
+                file=sys.stderr, dynamic_ncols=True, leave=False)
+
+
+def animate(source: Image, driving: str | os.PathLike, output: str | os.PathLike, *,
+            checkpoint: str | os.PathLike, config: str | os.PathLike | dict = "vox-256",
+            mode: str = "relative", device: str = "auto", precision: str = "fp32",
+            batch_size: int | None = None, fit_mode: str = "crop", fps: float | None = None,
+            find_best_frame: bool = False, progress: bool = False) -> AnimationResult:
+    """Animate ``source`` with ``driving`` into ``output``, in one call.
+
+    Loads the checkpoint each time; use an :class:`Animator` to animate several videos.
+    Arguments as for :class:`Animator` and :meth:`Animator.animate`.
+
+    >>> animate("face.png", "speech.mp4", "out.mp4", checkpoint="vox.pth.tar", config="vox-256")
+    """
+    animator = Animator.from_checkpoint(checkpoint, config, device=device, precision=precision,
+                                        batch_size=batch_size)
+    return animator.animate(source, driving, output, mode=mode, fit_mode=fit_mode, fps=fps,
+                            find_best_frame=find_best_frame, progress=progress)

@@ -1,0 +1,96 @@
+"""Choosing the driving frame whose pose is closest to the source's (``--find-best-frame``).
+
+In relative mode the source moves by the driving motion *since a reference frame*; the
+reference demo takes as reference the frame whose face looks most like the source, so that
+the motion is applied from a matching pose. It compares 68 face landmarks, each set centred
+and divided by the square root of its convex hull's area, by the sum of squared
+differences (SPEC section 7).
+
+The landmark model (the ``face_alignment`` package, whose weights are downloaded on first
+use) only knows faces and is often unavailable. :func:`keypoint_distances` applies the same
+comparison to the model's own keypoints, which exist for every domain the model was trained
+on; :class:`FaceLandmarks` is used instead only when the package and its weights are both
+already on the machine.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tpsmm.animation.keypoints import convex_hull_area
+
+
+def normalize_shape(points: np.ndarray) -> np.ndarray:
+    """``points: (N, 2)`` centred on their mean and divided by sqrt(convex hull area).
+
+    The result no longer depends on where the shape is or how large it is, only on its
+    pose. A degenerate (collinear) shape is only centred.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    centred = points - points.mean(axis=0, keepdims=True)
+    area = convex_hull_area(centred)
+    return centred / np.sqrt(area) if area > 0 else centred
+
+
+def shape_distance(source: np.ndarray, frame: np.ndarray) -> float:
+    """Sum of squared differences of the two normalised shapes, both ``(N, 2)``."""
+    return float(((normalize_shape(source) - normalize_shape(frame)) ** 2).sum())
+
+
+def keypoint_distances(kp_source: torch.Tensor, kp_frames: torch.Tensor) -> np.ndarray:
+    """Pose distance of each frame to the source, from model keypoints.
+
+    Args:
+        kp_source: ``(1, N, 2)`` in [-1, 1].
+        kp_frames: ``(B, N, 2)`` in [-1, 1].
+
+    Returns:
+        ``(B,)`` float64, smaller is closer.
+    """
+    source = kp_source[0].float().cpu().numpy()
+    return np.array([shape_distance(source, kp) for kp in kp_frames.float().cpu().numpy()])
+
+
+class FaceLandmarks:
+    """68 face landmarks from the ``face_alignment`` package, as the reference demo uses.
+
+    Build it with :meth:`load`, which returns None rather than downloading anything.
+    """
+
+    # File name prefixes of the detector's and the 2-D landmark network's weights in the
+    # torch hub cache, where face_alignment stores its downloads.
+    WEIGHT_PREFIXES = ("s3fd", "2DFAN4")
+
+    def __init__(self, aligner) -> None:
+        self._aligner = aligner
+
+    @classmethod
+    def load(cls, device: torch.device) -> FaceLandmarks | None:
+        """The landmark model, or None if the package or its cached weights are missing."""
+        if importlib.util.find_spec("face_alignment") is None:
+            return None
+        cache = Path(torch.hub.get_dir()) / "checkpoints"
+        files = [path.name for path in cache.glob("*")] if cache.is_dir() else []
+        if not all(any(name.startswith(p) for name in files) for p in cls.WEIGHT_PREFIXES):
+            return None
+        face_alignment = importlib.import_module("face_alignment")
+        # The enum member was renamed from _2D to TWO_D in face_alignment 1.4.
+        types = face_alignment.LandmarksType
+        kind = types.TWO_D if hasattr(types, "TWO_D") else types._2D
+        return cls(face_alignment.FaceAlignment(kind, flip_input=True, device=device.type))
+
+    def __call__(self, image: np.ndarray) -> np.ndarray | None:
+        """``image: (H, W, 3)`` uint8 RGB -> the first face's ``(68, 2)`` landmarks, or None."""
+        faces = self._aligner.get_landmarks(image)
+        return np.asarray(faces[0], dtype=np.float64)[:, :2] if faces else None
+
+    def distances(self, source: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        """Pose distances of ``frames: (B, H, W, 3)`` uint8 to the source's ``(68, 2)``
+        landmarks; ``inf`` for frames where no face is found (the reference skips them)."""
+        found = (self(frame) for frame in frames)
+        return np.array([np.inf if f is None else shape_distance(source, f) for f in found])

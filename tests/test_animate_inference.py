@@ -1,0 +1,162 @@
+"""Inference rewrites of the networks, precision and the choice of the best frame."""
+
+from __future__ import annotations
+
+import copy
+import importlib.machinery
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tpsmm.animation.best_frame import (
+    FaceLandmarks,
+    keypoint_distances,
+    normalize_shape,
+    shape_distance,
+)
+from tpsmm.animation.inference import (
+    Float32InstanceNorm2d,
+    TransposedUpBlock2d,
+    WinogradConv2d,
+    nearest_up_conv_kernel,
+    optimize_for_inference,
+    resolve_device,
+    winograd_available,
+)
+from tpsmm.errors import TPSMMError
+from tpsmm.networks.blocks import UpBlock2d
+
+
+@pytest.mark.parametrize("size", [(5, 5), (6, 9), (1, 4)])
+def test_transposed_kernel_equals_nearest_upsampling_then_conv(size: tuple[int, int]) -> None:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, *size, generator=generator, dtype=torch.float64)
+    weight = torch.randn(4, 3, 3, 3, generator=generator, dtype=torch.float64)
+    bias = torch.randn(4, generator=generator, dtype=torch.float64)
+    expected = F.conv2d(F.interpolate(x, scale_factor=2.0, mode="nearest"), weight, bias, padding=1)
+    fused = F.conv_transpose2d(x, nearest_up_conv_kernel(weight), bias, stride=2, padding=1)
+    torch.testing.assert_close(fused, expected, rtol=0, atol=1e-12)
+
+
+def test_fp32_instance_norm_is_instance_norm_and_stays_fp32() -> None:
+    norm = torch.nn.InstanceNorm2d(6, affine=True)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(2, 6, 7, 5) * 3 + 1
+    replacement = Float32InstanceNorm2d.replacing(norm)
+    torch.testing.assert_close(replacement(x), norm(x), rtol=0, atol=1e-5)
+    assert replacement.weight is norm.weight  # shared, not copied
+    assert replacement(x.bfloat16()).dtype == torch.float32
+    channels_last = x.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(replacement(channels_last), norm(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.skipif(not winograd_available(torch.device("cpu"), "fp32"), reason="no NNPACK")
+def test_winograd_convolution_matches_direct_convolution() -> None:
+    conv = torch.nn.Conv2d(16, 8, 3, padding=1)
+    x = torch.randn(3, 16, 20, 13)
+    with torch.no_grad():
+        torch.testing.assert_close(WinogradConv2d.replacing(conv)(x), conv(x), rtol=0, atol=1e-5)
+    assert not WinogradConv2d.fits(torch.nn.Conv2d(16, 8, 3, padding=1, stride=2))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_optimize_for_inference_keeps_outputs_and_state_dict(precision, tiny_case) -> None:
+    model = tiny_case.model()
+    source, driving = tiny_case.tensor("input.source"), tiny_case.tensor("input.driving")
+    with torch.no_grad():
+        kp_source, kp_driving = model.kp_detector(source), model.kp_detector(driving)
+        expected = model.inpainting_network(
+            source, model.dense_motion_network(source, kp_driving, kp_source)
+        )["prediction"]
+    keys = list(model.state_dict())
+    optimized = optimize_for_inference(copy.deepcopy(model), torch.device("cpu"), precision)
+    modules = list(optimized.modules())
+    assert not any(isinstance(m, UpBlock2d) for m in modules)
+    # 3 in the inpainting network, 3 in the hourglass, 2 after it in the dense motion network.
+    assert sum(isinstance(m, TransposedUpBlock2d) for m in modules) == 8
+    winograd = any(isinstance(m, WinogradConv2d) for m in optimized.inpainting_network.modules())
+    assert winograd == winograd_available(torch.device("cpu"), precision)
+    assert list(optimized.state_dict()) == keys
+    with torch.no_grad():
+        motion = optimized.dense_motion_network(source, kp_driving, kp_source)
+        actual = optimized.inpainting_network(source, motion)["prediction"]
+    torch.testing.assert_close(actual, expected, rtol=0, atol=2e-5)
+
+
+def test_batch_one_source_is_shared_by_every_keypoint_set(tiny_case) -> None:
+    model = tiny_case.model()
+    source = tiny_case.tensor("input.source")[:1]
+    kp_driving = {"fg_kp": tiny_case.tensor("kp_detector.driving")}
+    kp_source = {"fg_kp": tiny_case.tensor("kp_detector.source")[:1].expand(2, -1, -1)}
+    with torch.no_grad():
+        shared = model.dense_motion_network(source, kp_driving, kp_source)
+        repeated = model.dense_motion_network(source.expand(2, -1, -1, -1), kp_driving, kp_source)
+    torch.testing.assert_close(shared["deformation"], repeated["deformation"], rtol=0, atol=0)
+
+
+def test_unavailable_devices_are_refused_in_one_line() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(TPSMMError, match="device cuda: not available"):
+            resolve_device("cuda")
+
+
+# --------------------------------------------------------------------------- best frame
+
+
+def test_shape_normalisation_ignores_position_and_scale() -> None:
+    points = np.random.default_rng(0).uniform(-0.5, 0.5, (15, 2))
+    moved = points * 1.7 + np.array([0.3, -0.2])
+    np.testing.assert_allclose(normalize_shape(moved), normalize_shape(points), atol=1e-12)
+    assert shape_distance(points, moved) < 1e-20
+    assert shape_distance(points, points[::-1]) > 0.1
+
+
+def test_keypoint_distances_pick_the_same_pose() -> None:
+    source = torch.rand(1, 15, 2) - 0.5
+    frames = torch.stack([torch.rand(15, 2) - 0.5, source[0] * 0.5 + 0.1, torch.rand(15, 2)])
+    distances = keypoint_distances(source, frames)
+    assert distances.shape == (3,) and int(np.argmin(distances)) == 1
+
+
+def _fake_face_alignment(monkeypatch, tmp_path) -> None:
+    """A face_alignment module whose landmarks are the image's brightest pixels."""
+
+    class FaceAlignment:
+        def __init__(self, kind, flip_input, device):
+            assert kind == "2D" and flip_input and device == "cpu"
+
+        def get_landmarks(self, image: np.ndarray):
+            grey = image.astype(int).sum(-1)
+            order = np.argsort(grey, axis=None)[-6:]
+            return [np.stack([order % image.shape[1], order // image.shape[1]], -1)]
+
+    module = types.ModuleType("face_alignment")
+    module.__spec__ = importlib.machinery.ModuleSpec("face_alignment", None)
+    module.LandmarksType = types.SimpleNamespace(TWO_D="2D")
+    module.FaceAlignment = FaceAlignment
+    monkeypatch.setitem(sys.modules, "face_alignment", module)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+
+
+def test_face_landmarks_need_the_package_and_its_weights(monkeypatch, tmp_path) -> None:
+    _fake_face_alignment(monkeypatch, tmp_path)
+    assert FaceLandmarks.load(torch.device("cpu")) is None  # weights not downloaded
+    (tmp_path / "checkpoints").mkdir()
+    for name in ("s3fd-619a316812.pth", "2DFAN4-cd938726ad.zip"):
+        (tmp_path / "checkpoints" / name).write_bytes(b"")
+    landmarks = FaceLandmarks.load(torch.device("cpu"))
+    assert landmarks is not None
+    image = np.zeros((8, 8, 3), np.uint8)
+    image[2:4, 3:6] = 255
+    assert landmarks(image).shape == (6, 2)
+    monkeypatch.delitem(sys.modules, "face_alignment")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert FaceLandmarks.load(torch.device("cpu")) is None

@@ -1,0 +1,279 @@
+"""Tests of stage-1 training: tpsmm.training (trainer, sampling, logs, checkpoints) and the CLI."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from tpsmm import TPSMM, load_config
+from tpsmm.checkpoint import read_checkpoint
+from tpsmm.cli import main
+from tpsmm.data.dataset import FramesDataset
+from tpsmm.data.synthetic import generate_dataset
+from tpsmm.errors import CheckpointError, ConfigError, InputError
+from tpsmm.training.checkpoints import LAST, TRAINING_KEY, numbered_name
+from tpsmm.training.logs import read_log
+from tpsmm.training.sampling import EpochSampler, TrainingPairs, derive_seed
+from tpsmm.training.trainer import Stage1, TrainOptions, train
+from tpsmm.training.visualizer import visualize
+
+DATA = Path(__file__).parent / "data"
+
+
+def tiny_config(**train_params) -> dict:
+    """The tiny-64 golden model with narrow ResNets, a 2-epoch schedule and random VGG."""
+    meta = json.loads((DATA / "tiny-64.json").read_text())
+    model = copy.deepcopy(meta["model_params"])
+    model["kp_detector_params"] = {"width": 8}
+    model["bg_predictor_params"] = {"width": 8}
+    params = dict(meta["train_params"], num_epochs=2, num_repeats=1, batch_size=1,
+                  dataloader_workers=0, scales=[1, 0.5], bg_start=1, checkpoint_freq=1,
+                  epoch_milestones=[1], perceptual_weights="random")
+    params.update(train_params)
+    augmentation = {"flip_param": {"horizontal_flip": True, "time_flip": True},
+                    "jitter_param": {"brightness": 0.1, "contrast": 0.1, "saturation": 0.1,
+                                     "hue": 0.1}}
+    return {"image_size": 64, "model_params": model, "train_params": params,
+            "dataset_params": {"id_sampling": True, "augmentation_params": augmentation}}
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2 training characters x 2 clips of 8 frames at 64x64 (+1 test character)."""
+    root = tmp_path_factory.mktemp("synthetic")
+    generate_dataset(root, 6, size=64, num_frames=8, clips_per_identity=2, test_fraction=0.3)
+    return root
+
+
+def options(out: Path, root: Path, **changes) -> TrainOptions:
+    values = {"out": out, "config": tiny_config(), "data": root, "quiet": True,
+              "tensorboard": False, "checkpoint_minutes": None}
+    values.update(changes)
+    return TrainOptions(**values)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models train several times faster on one thread when the CPU is shared:
+    spinning OpenMP workers lose most of their time to other processes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_derive_seed_separates_keys() -> None:
+    assert derive_seed(0, 1, 2) == derive_seed(0, 1, 2)
+    assert len({derive_seed(0, e, s) for e in range(5) for s in range(5)}) == 25
+
+
+def test_sampler_shards_and_resumes() -> None:
+    whole = list(EpochSampler(10, batch_size=2, seed=3))
+    assert len(whole) == 10 and sorted(p for _, p in whole) == list(range(10))
+    ranks = [list(EpochSampler(10, 2, 3, rank=r, world_size=2)) for r in range(2)]
+    assert all(len(r) == 4 for r in ranks)  # 10 // (2*2) = 2 steps of 2 each
+    assert not set(ranks[0]) & set(ranks[1])
+    sampler = EpochSampler(10, 2, 3)
+    sampler.set_epoch(0, start_step=2)
+    assert list(sampler) == whole[4:]
+    sampler.set_epoch(1)
+    assert list(sampler) != whole
+    with pytest.raises(ConfigError, match="smaller than one batch"):
+        EpochSampler(3, batch_size=2, seed=0, world_size=2)
+
+
+def test_training_pairs_are_functions_of_their_key(synthetic_root: Path) -> None:
+    config = load_config(tiny_config())
+    dataset = FramesDataset(synthetic_root, id_sampling=True,
+                            augmentation_params=config["dataset_params"]["augmentation_params"])
+    pairs = TrainingPairs(dataset, num_repeats=2, seed=5)
+    assert len(pairs) == 4
+    first, again, other = pairs[(1, 4)], pairs[(1, 4)], pairs[(2, 4)]
+    assert torch.equal(first["source"], again["source"])
+    assert torch.equal(first["driving"], again["driving"])
+    assert not torch.equal(first["driving"], other["driving"])
+    assert first["source"].shape == (3, 64, 64)
+
+
+def test_a_few_steps_lower_the_loss(synthetic_root: Path) -> None:
+    config = load_config(tiny_config(lr_generator=1e-3, bg_start=0, dropout_epoch=0))
+    stage = Stage1(config, seed=0)
+    dataset = FramesDataset(synthetic_root, id_sampling=True)
+    items = [dataset.sample_pair(i, np.random.default_rng(i)) for i in range(2)]
+    batch = {key: torch.stack([item[key] for item in items]) for key in ("source", "driving")}
+
+    def total_loss() -> float:
+        torch.manual_seed(0)  # the same equivariance warp each time
+        with torch.no_grad():
+            losses, _ = stage.full_model(epoch=0)(batch, 0)
+        return sum(value.item() for value in losses.values())
+
+    before = total_loss()
+    for step in range(4):
+        torch.manual_seed(step)
+        losses, generated = stage.step(batch, epoch=0)
+    after = total_loss()
+    assert set(losses) == {"perceptual", "equivariance_value", "warp_loss", "bg"}
+    assert after < 0.9 * before, (before, after)
+    grid = visualize(batch["source"], batch["driving"], generated)
+    # source, transformed, driving, deformed, prediction, 4 masks, 2 per transform, sum
+    assert grid.shape == (2 * 64, (9 + 2 * 4 + 1) * 64, 3) and grid.dtype == np.uint8
+
+
+@pytest.mark.parametrize("precision", ["bf16", pytest.param("fp16", marks=pytest.mark.slow)])
+def test_mixed_precision_steps(synthetic_root: Path, precision: str) -> None:
+    stage = Stage1(load_config(tiny_config(bg_start=0)), precision=precision)
+    dataset = FramesDataset(synthetic_root, id_sampling=True)
+    item = dataset.sample_pair(0, np.random.default_rng(0))
+    batch = {key: item[key][None] for key in ("source", "driving")}
+    before = stage.model.inpainting_network.final.weight.clone()
+    losses, _ = stage.step(batch, epoch=0)
+    assert all(torch.isfinite(value) for value in losses.values())
+    changed = not torch.equal(before, stage.model.inpainting_network.final.weight)
+    # fp16's gradient scaler skips steps whose gradients overflow, lowering its scale.
+    assert changed or stage.scaler.get_scale() < 2.0**16
+
+
+def test_init_starts_from_given_weights(tmp_path: Path) -> None:
+    config = load_config(tiny_config())
+    torch.manual_seed(7)
+    TPSMM(config).save_checkpoint(tmp_path / "init.pth.tar")
+    stage = Stage1(config, seed=0, init=tmp_path / "init.pth.tar")
+    saved = read_checkpoint(tmp_path / "init.pth.tar")["dense_motion_network"]
+    for key, value in stage.model.dense_motion_network.state_dict().items():
+        assert torch.equal(value, saved[key]), key
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    checkpoint = read_checkpoint(path)
+    return {f"{net}.{key}": value for net in ("kp_detector", "dense_motion_network",
+                                              "inpainting_network", "bg_predictor")
+            for key, value in checkpoint[net].items()}
+
+
+def test_resumed_run_replays_the_uninterrupted_run(synthetic_root: Path, tmp_path: Path) -> None:
+    whole = train(options(tmp_path / "whole", synthetic_root))
+    assert (whole.status, whole.epochs_done, whole.step) == ("finished", 2, 4)
+
+    run = tmp_path / "resumed"
+    first = train(options(run, synthetic_root, max_steps=1))  # stops mid-epoch 0
+    assert (first.status, first.step, first.epochs_done) == ("max-steps", 1, 0)
+    state = read_checkpoint(run / LAST)[TRAINING_KEY]
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (0, 1, 1)
+    # Work done after the last save and lost in a kill is redone: fake a lost step.
+    with open(run / "log.jsonl", "a") as log:
+        log.write(json.dumps({"kind": "step", "epoch": 0, "step": 2, "loss": -1.0}) + "\n")
+    with pytest.raises(CheckpointError, match="--resume"):
+        train(options(run, synthetic_root))
+    # Loader workers do not change the batches: every item is seeded by its key.
+    second = train(options(run, synthetic_root, config=None, resume="last", max_steps=3,
+                           workers=1))
+    assert (second.status, second.step, second.epochs_done) == ("max-steps", 3, 1)
+    third = train(options(run, synthetic_root, config=None, resume="last"))
+    assert (third.status, third.step, third.epochs_done) == ("finished", 4, 2)
+
+    expected, got = read_log(tmp_path / "whole" / "log.jsonl"), read_log(run / "log.jsonl")
+    assert [(r["kind"], r["epoch"], r["step"]) for r in got] == [
+        (r["kind"], r["epoch"], r["step"]) for r in expected]
+    for want, have in zip(expected, got, strict=True):
+        for key in want:
+            if key not in ("seconds", "kind"):
+                assert have[key] == pytest.approx(want[key], rel=1e-5, abs=1e-6), key
+    assert [r["lr"] for r in got if r["kind"] == "step"] == [2e-4] * 2 + [2e-5] * 2
+    reference = _weights(tmp_path / "whole" / LAST)
+    for key, value in _weights(run / LAST).items():
+        torch.testing.assert_close(value, reference[key], rtol=1e-5, atol=1e-6, msg=key)
+    assert (run / numbered_name(0)).exists() and (run / numbered_name(1)).exists()
+    assert (run / "train-vis" / "00000001-rec.png").exists()
+    assert len((run / "log.txt").read_text().splitlines()) == 2
+
+
+def test_checkpoints_load_as_models(synthetic_root: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(options(run, synthetic_root, max_steps=1, visualize=False))
+    checkpoint = read_checkpoint(run / LAST)
+    # Reference keys at the top level; the AVD network is not trained in stage 1.
+    assert {"kp_detector", "dense_motion_network", "inpainting_network", "bg_predictor",
+            "optimizer", "optimizer_bg_predictor", "epoch"} <= set(checkpoint)
+    assert "avd_network" not in checkpoint and checkpoint["epoch"] == -1
+    model = TPSMM.from_checkpoint(run / LAST, config=run / "config.yaml")
+    assert set(model.loaded) == {"kp_detector", "dense_motion_network", "inpainting_network",
+                                 "bg_predictor"}
+    source = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        kp = model.kp_detector(source)
+        motion = model.dense_motion_network(source, kp, kp)
+        prediction = model.inpainting_network(source, motion)["prediction"]
+    assert prediction.shape == (1, 3, 64, 64) and torch.isfinite(prediction).all()
+
+
+def test_checkpoints_load_in_tpsmm_animate(synthetic_root: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(options(run, synthetic_root, max_steps=1, visualize=False))
+    video = sorted((synthetic_root / "test").iterdir())[0]
+    output = tmp_path / "animation.mp4"
+    status = main(["animate", "--config", str(run / "config.yaml"), "--checkpoint",
+                   str(run / LAST), "--source", str(video / "000003.png"), "--driving",
+                   str(video), "--output", str(output), "--device", "cpu", "-q"])
+    assert status == 0 and output.stat().st_size > 0
+
+
+def test_input_errors_before_training(synthetic_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        train(options(tmp_path / "a", tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="--image-size 64"):
+        train(options(tmp_path / "b", synthetic_root, config=dict(tiny_config(), image_size=32)))
+    with pytest.raises(ConfigError, match="--config"):
+        train(options(tmp_path / "c", synthetic_root, config=None))
+    with pytest.raises(ConfigError, match="smaller than one batch"):
+        train(options(tmp_path / "d", synthetic_root, batch_size=3))
+    with pytest.raises(ConfigError, match="precision"):
+        train(options(tmp_path / "e", synthetic_root, precision="fp8"))
+
+
+def test_cli_reports_errors_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config()))
+    status = main(["train", "--config", str(config), "--data", str(tmp_path / "none"),
+                   "--out", str(tmp_path / "run"), "-q"])
+    assert status == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tpsmm train: error:") and "none" in err[0]
+
+
+@pytest.mark.slow
+def test_sigkill_loses_at_most_the_work_since_the_last_save(synthetic_root: Path,
+                                                            tmp_path: Path) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(num_epochs=3)))
+    command = [sys.executable, "-m", "tpsmm.cli", "train", "--config", str(config), "--data",
+               str(synthetic_root), "--out", str(tmp_path / "run"), "--resume", "-q",
+               "--checkpoint-minutes", "0.0001", "--no-visualize", "--threads", "1"]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    process = subprocess.Popen(command, env=env)
+    log = tmp_path / "run" / "log.jsonl"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if log.exists() and any(r["step"] >= 3 for r in read_log(log)):
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved = read_checkpoint(tmp_path / "run" / LAST)[TRAINING_KEY]["global_step"]
+    assert saved >= 2  # a save after every step (checkpoint-minutes ~ 0)
+    subprocess.run(command, env=env, check=True, timeout=300)
+    records = read_log(log)
+    steps = [r["step"] for r in records if r["kind"] == "step"]
+    assert steps == list(range(1, 7))
+    assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [0, 1, 2]

@@ -1,0 +1,57 @@
+"""Distributed training: 2 gloo processes on the CPU end with identical weights."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import torch
+import torch.multiprocessing as mp
+from test_train import options, synthetic_root, tiny_config  # noqa: F401 (fixture)
+
+from tpsmm import TPSMM, load_config
+from tpsmm.checkpoint import read_checkpoint
+from tpsmm.training.checkpoints import LAST
+from tpsmm.training.logs import read_log
+from tpsmm.training.trainer import train
+
+NETWORKS = ("kp_detector", "dense_motion_network", "inpainting_network", "bg_predictor")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _worker(rank: int, world_size: int, port: int, root: Path, out: Path) -> None:
+    """One torchrun-like process: the environment torchrun would set, then train()."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size))
+    # bg_start 1: the second epoch switches to the DDP model with the background net.
+    config = tiny_config(batch_size=2, num_repeats=1, bg_start=1)
+    result = train(options(out / "run", root, config=config, device="cpu", threads=1))
+    assert result.status == "finished" and result.step == 2
+    weights = {name: getattr(result.model, name).state_dict() for name in NETWORKS}
+    torch.save(weights, out / f"rank{rank}.pt")
+
+
+def test_two_gloo_processes_hold_identical_weights(synthetic_root: Path,  # noqa: F811
+                                                   tmp_path: Path) -> None:
+    mp.spawn(_worker, args=(2, _free_port(), synthetic_root, tmp_path), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    saved = read_checkpoint(tmp_path / "run" / LAST)
+    torch.manual_seed(0)  # the run's seed: its initial weights
+    initial = TPSMM(load_config(tiny_config())).inpainting_network.state_dict()
+    assert not torch.equal(initial["final.weight"], ranks[0]["inpainting_network"]["final.weight"])
+    for name in NETWORKS:
+        for key, value in ranks[0][name].items():
+            torch.testing.assert_close(ranks[1][name][key], value, rtol=0, atol=0,
+                                       msg=f"{name}.{key}")
+            torch.testing.assert_close(saved[name][key], value, rtol=0, atol=0)
+    # Only rank 0 logs: one record per step, losses averaged over the two processes.
+    records = read_log(tmp_path / "run" / "log.jsonl")
+    assert [r["step"] for r in records if r["kind"] == "step"] == [1, 2]
+    assert "bg" in records[-1] and "bg" not in records[0]
+
