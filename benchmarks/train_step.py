@@ -12,9 +12,9 @@ step is run:
 - *ours*: :meth:`tpsmm.training.trainer.Stage1.step` (fused Adam, the
   gradient scaler path, the same clipping).
 
-Both use tpsmm's networks and :class:`~tpsmm.losses.GeneratorFullModel`,
-which already include our changes there (e.g. the warp-loss targets are
-computed without an autograd graph), so the ratios measure the step itself.
+Both use tpsmm's networks and :class:`~tpsmm.losses.GeneratorFullModel`;
+the reference step swaps in the reference's warp loss, whose targets are
+computed while autograd records (ours: without a graph, same values).
 
 The timings come from one process per (batch, precision) that alternates
 the two implementations step by step, so that both see the same machine
@@ -39,9 +39,12 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
+import tpsmm.losses as losses_module
 from tpsmm.config import load_config
 
 EPOCH = 10
@@ -52,6 +55,29 @@ def _config(size: int):
     config["image_size"] = size
     config["train_params"]["perceptual_weights"] = "random"
     return config
+
+
+def _reference_warp_loss(inpainting, driving: torch.Tensor, generated: dict) -> torch.Tensor:
+    """The warp loss as the reference computes it: its targets are built with
+    autograd recording (their inputs are detached, but the encoder's weights
+    require grad), which keeps activations that no backward pass uses."""
+    targets = inpainting.get_encode(driving, generated["occlusion_map"])
+    warped = generated["warped_encoder_maps"]
+    total = driving.new_zeros(())
+    for i, target in enumerate(targets):
+        total = total + torch.abs(target - warped[-i - 1]).mean()
+    return total
+
+
+@contextmanager
+def _reference_losses() -> Iterator[None]:
+    """Swap in the reference's warp loss for the duration of a reference step."""
+    saved = losses_module.warp_loss
+    losses_module.warp_loss = _reference_warp_loss
+    try:
+        yield
+    finally:
+        losses_module.warp_loss = saved
 
 
 def _reference_step(size: int, batch: int, precision: str):
@@ -76,7 +102,8 @@ def _reference_step(size: int, batch: int, precision: str):
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
 
     def step(x: dict) -> dict:
-        with torch.autocast("cpu", dtype=dtype, enabled=precision == "bf16"):
+        with (torch.autocast("cpu", dtype=dtype, enabled=precision == "bf16"),
+              _reference_losses()):
             losses, _ = full(x, EPOCH)
         loss = sum(value.mean() for value in losses.values())
         loss.backward()

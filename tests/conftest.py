@@ -6,6 +6,11 @@ import json
 import os
 from pathlib import Path
 
+# Before torch loads OpenMP: threads that sleep instead of spinning while
+# they wait. With another process on the cores, spinning threads made small
+# models ~20x slower (measured in benchmarks/animate.py's notes).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import numpy as np
 import pytest
 import torch

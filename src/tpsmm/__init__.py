@@ -4,7 +4,8 @@
 >>> model = TPSMM.from_checkpoint("vox.pth.tar", config="vox-256")
 """
 
+from tpsmm.animation import Animator, animate
 from tpsmm.config import Config, load_config
 from tpsmm.model import TPSMM
 
-__all__ = ["TPSMM", "Config", "load_config"]
+__all__ = ["TPSMM", "Animator", "Config", "animate", "load_config"]
