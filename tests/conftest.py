@@ -28,6 +28,16 @@ def _threads():
     torch.set_num_threads(int(os.environ.get("TPSMM_TEST_THREADS", "2")))
 
 
+@pytest.fixture
+def one_thread():
+    """One thread for tests of tiny models: they gain nothing from two, and
+    on a busy machine two threads spin against each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class GoldenCase:
     """One golden case: its arrays, its config and a model with rule weights."""
 

@@ -26,15 +26,7 @@ from tpsmm.data.images import fit, load_image, to_tensor, to_uint8
 from tpsmm.data.video import has_audio, open_video, open_writer
 from tpsmm.golden import fill_with_rule
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One thread: these models are tiny, and with two threads on a busy machine OpenMP's
-    spin-waiting made them up to 20x slower (measured; see benchmarks/README.md)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model_files(folder: Path, model_params: dict, drop: tuple[str, ...] = ()) -> dict:

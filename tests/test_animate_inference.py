@@ -30,15 +30,7 @@ from tpsmm.animation.inference import (
 from tpsmm.errors import TPSMMError
 from tpsmm.networks.blocks import UpBlock2d
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One thread: these models are tiny, and with two threads on a busy machine OpenMP's
-    spin-waiting made them up to 20x slower (measured; see benchmarks/README.md)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("size", [(5, 5), (6, 9), (1, 4)])
