@@ -240,6 +240,9 @@ def test_input_errors_before_training(synthetic_root: Path, tmp_path: Path) -> N
         train(options(tmp_path / "d", synthetic_root, batch_size=3))
     with pytest.raises(ConfigError, match="precision"):
         train(options(tmp_path / "e", synthetic_root, precision="fp8"))
+    TPSMM(load_config(tiny_config())).save_checkpoint(tmp_path / "published.pth.tar")
+    with pytest.raises(CheckpointError, match="--init"):
+        train(options(tmp_path / "f", synthetic_root, resume=str(tmp_path / "published.pth.tar")))
 
 
 def test_cli_reports_errors_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -80,12 +80,13 @@ def read_training_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str,
     """A checkpoint written by training, with its ``"training"`` resume state.
 
     Raises :class:`CheckpointError` for a checkpoint without one (such as a
-    published model: fine-tune from it with ``--init``-style loading instead).
+    published model: start a new run from its weights with ``--init``).
     """
     checkpoint = read_checkpoint(path, map_location)
     if TRAINING_KEY not in checkpoint:
         raise CheckpointError(
             f"{path}: has no '{TRAINING_KEY}' resume state (not written by tpsmm training), "
-            f"so the run cannot be resumed from it"
+            f"so no run can be resumed from it; to start a new run from its weights, pass it "
+            f"with --init (tpsmm train) or --checkpoint (tpsmm train-avd)"
         )
     return checkpoint
