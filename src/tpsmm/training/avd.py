@@ -60,7 +60,8 @@ class AVDOptions(RunOptions):
             the checkpoint by ``tpsmm train``.
         data: the dataset folder; None uses ``dataset_params.root_dir``.
         kp_train_mode: run the keypoint detector in train mode, as the
-            reference (its BatchNorm statistics drift and are saved).
+            reference (its BatchNorm statistics drift and are saved). A
+            resumed run keeps the mode it was started with.
     """
 
     checkpoint: str | os.PathLike | None = None
@@ -162,7 +163,8 @@ class AVDStage:
         data["optimizer_avd"] = self.optimizer.state_dict()
         data["epoch"] = completed_epoch
         data[TRAINING_KEY] = dict(training, scheduler=self.scheduler.state_dict(),
-                                  rng=rng_states(), stage="avd")
+                                  rng=rng_states(), stage="avd",
+                                  kp_train_mode=self.kp_train_mode)
         return data
 
     def load(self, checkpoint: dict[str, Any], source: str) -> None:
@@ -210,7 +212,7 @@ def train_avd(options: AVDOptions) -> TrainResult:
                 raise CheckpointError(f"{source}: a stage-1 checkpoint, not an AVD run; pass it "
                                       f"with --checkpoint to start AVD training")
             config = _avd_config(options, resumed["config"], resuming=True)
-            seed = resumed["seed"]
+            seed, kp_train_mode = resumed["seed"], resumed["kp_train_mode"]
         else:
             if options.checkpoint is None:
                 raise ConfigError("--checkpoint (a stage-1 checkpoint) is needed to start "
@@ -220,16 +222,16 @@ def train_avd(options: AVDOptions) -> TrainResult:
             # A checkpoint of tpsmm train carries its config.
             base = options.config or stage1.get(TRAINING_KEY, {}).get("config")
             config = _avd_config(options, base, resuming=False)
-            seed = options.seed
+            seed, kp_train_mode = options.seed, options.kp_train_mode
         params = config["train_avd_params"]
         dataset = training_dataset(config)
-        stage = AVDStage(config, stage1, source, ctx, seed, options.kp_train_mode)
+        stage = AVDStage(config, stage1, source, ctx, seed, kp_train_mode)
         schedule = Schedule(num_epochs=params["num_epochs"], batch_size=params["batch_size"],
                             num_repeats=params["num_repeats"],
                             workers=params["dataloader_workers"],
                             keep_every=options.checkpoint_every or params["checkpoint_freq"])
         if ctx.is_main and not options.quiet:
-            mode = "train mode (reference)" if options.kp_train_mode else "frozen, eval mode"
+            mode = "train mode (reference)" if kp_train_mode else "frozen, eval mode"
             print(f"train-avd: keypoint detector {mode}")
         pairs = TrainingPairs(dataset, schedule.num_repeats, seed)
         return run_epochs(stage, pairs, schedule, config, options, ctx, seed, start, "train-avd")
