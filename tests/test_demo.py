@@ -16,7 +16,7 @@ def test_shipped_inputs_are_readable():
 
 
 def test_demo_pipeline_writes_playable_videos(tmp_path, capsys):
-    assert main(["demo", "--untrained", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    assert main(["demo", "--untrained", "--gif", "--device", "cpu", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert str(tmp_path / "demo.mp4") in printed
     assert str(tmp_path / "demo_comparison.mp4") in printed
@@ -27,6 +27,9 @@ def test_demo_pipeline_writes_playable_videos(tmp_path, capsys):
     assert result.size == (64, 64)
     assert comparison.size == (64 * DISPLAY_SCALE, 3 * 64 * DISPLAY_SCALE)
     assert result.has_audio and comparison.has_audio
+    gif = open_video(tmp_path / "demo_comparison.gif")
+    assert gif.num_frames == DEMO_FRAMES
+    assert gif.size == (64 * DISPLAY_SCALE // 2, 3 * 64 * DISPLAY_SCALE // 2)
     frames = np.concatenate(list(result.iter_batches(50)))
     assert frames.shape == (DEMO_FRAMES, 64, 64, 3)
     # The middle panel of the comparison is the driving video, magnified.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -138,17 +139,20 @@ class DemoResult:
     comparison: Path
     frames: int
     untrained: bool
+    gif: Path | None = None
 
 
 def run_demo(output_dir: str | os.PathLike = ".", checkpoint: str | os.PathLike | None = None,
-             untrained: bool = False, device: str = "auto") -> DemoResult:
+             untrained: bool = False, device: str = "auto", gif: bool = False) -> DemoResult:
     """Animate the shipped source with the shipped driving video.
 
     Writes ``demo.mp4`` (the result, at the model's resolution) and
     ``demo_comparison.mp4`` (source | driving | result with keypoints,
     magnified) into ``output_dir``, both with the driving video's sound.
     ``untrained`` uses randomly initialised weights instead of a checkpoint
-    (a check of the whole pipeline, not a result).
+    (a check of the whole pipeline, not a result). ``gif`` also writes the
+    comparison as ``demo_comparison.gif`` at half its magnification (the
+    README's picture).
     """
     assets = assets_dir()
     if untrained:
@@ -162,9 +166,14 @@ def run_demo(output_dir: str | os.PathLike = ".", checkpoint: str | os.PathLike 
     output_dir = Path(output_dir)
     result_path = output_dir / "demo.mp4"
     comparison_path = output_dir / "demo_comparison.mp4"
+    gif_path = output_dir / "demo_comparison.gif" if gif else None
     kp_detector = animator.model.kp_detector
-    with open_writer(result_path, reader.fps, audio_from=reader.path) as result, \
-            open_writer(comparison_path, reader.fps, audio_from=reader.path) as comparison:
+    with ExitStack() as stack:
+        result = stack.enter_context(open_writer(result_path, reader.fps,
+                                                 audio_from=reader.path))
+        comparison = stack.enter_context(open_writer(comparison_path, reader.fps,
+                                                     audio_from=reader.path))
+        small = stack.enter_context(open_writer(gif_path, reader.fps)) if gif else None
         first = None
         for batch in reader.iter_batches(animator.batch_size):
             frames = to_tensor(batch).to(animator.device)
@@ -173,7 +182,8 @@ def run_demo(output_dir: str | os.PathLike = ".", checkpoint: str | os.PathLike 
             result.write(to_uint8(generated))
             with torch.inference_mode():
                 kp_driving = kp_detector(frames)["fg_kp"]
-            comparison.write(
-                compose_comparison(source.image, source.kp, frames, kp_driving, generated)
-            )
-    return DemoResult(result_path, comparison_path, reader.num_frames, untrained)
+            panels = compose_comparison(source.image, source.kp, frames, kp_driving, generated)
+            comparison.write(panels)
+            if small is not None:
+                small.write(panels[:, ::2, ::2])
+    return DemoResult(result_path, comparison_path, reader.num_frames, untrained, gif_path)

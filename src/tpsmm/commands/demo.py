@@ -20,15 +20,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="a synthetic-64 checkpoint to use instead of the shipped one")
     parser.add_argument("--untrained", action="store_true",
                         help="random weights: checks the pipeline, shows no real animation")
+    parser.add_argument("--gif", action="store_true",
+                        help="also write demo_comparison.gif (half size, no sound)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     outcome = run_demo(args.out, checkpoint=args.checkpoint, untrained=args.untrained,
-                       device=args.device)
+                       device=args.device, gif=args.gif)
     weights = "untrained weights (pipeline check)" if outcome.untrained else "the shipped model"
     print(f"demo: {outcome.frames} frames animated with {weights}")
     print(f"demo: result      {outcome.result.resolve()}")
     print(f"demo: comparison  {outcome.comparison.resolve()}")
+    if outcome.gif is not None:
+        print(f"demo: gif         {outcome.gif.resolve()}")
     return 0
