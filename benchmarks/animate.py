@@ -35,7 +35,6 @@ import argparse  # noqa: E402
 import copy  # noqa: E402
 import math  # noqa: E402
 import platform  # noqa: E402
-import resource  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -46,6 +45,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
+from _common import peak_rss_kib  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from tpsmm import TPSMM, load_config  # noqa: E402
@@ -269,21 +269,7 @@ def rss_child(checkpoint: str, config: str, source: str, video: str, out: str) -
     status = main(["animate", "--config", config, "--checkpoint", checkpoint, "--source", source,
                    "--driving", video, "--output", out, "-q"])
     assert status == 0 and open_video(out).num_frames == open_video(video).num_frames
-    print(_peak_rss_kib(), time.perf_counter() - started)
-
-
-def _peak_rss_kib() -> int:
-    """This process's peak resident memory in KiB.
-
-    VmHWM belongs to the address space, which ``exec`` replaces; ``ru_maxrss`` is kept
-    across ``exec`` on Linux, so in a child of a large parent it reports the parent's peak.
-    """
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    print(peak_rss_kib(), time.perf_counter() - started)
 
 
 def main() -> None:

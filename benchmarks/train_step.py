@@ -18,7 +18,7 @@ computed while autograd records (ours: without a graph, same values).
 
 The timings come from one process per (batch, precision) that alternates
 the two implementations step by step, so that both see the same machine
-load; the peak resident memory (``ru_maxrss``) of each comes from a
+load; the peak resident memory (``VmHWM``) of each comes from a
 separate fresh process running two steps. The VGG-19 has random
 weights: the weights do not change the cost. Run::
 
@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+from _common import peak_rss_kib
 
 import tpsmm.losses as losses_module
 from tpsmm.config import load_config
@@ -160,7 +160,7 @@ def peak_memory(implementation: str, size: int, batch: int, precision: str) -> d
     for index in range(2):
         torch.manual_seed(index)
         step(_batch(generator, batch, size))
-    return {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"peak_rss_mib": peak_rss_kib() / 1024}
 
 
 def _run_child(arguments: list[str], threads: int, steps: int) -> dict:
