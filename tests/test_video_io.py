@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tpsmm.checkpoint import atomic_save
 from tpsmm.data.video import has_audio, open_video, open_writer
 from tpsmm.errors import InputError, OutputError
 
@@ -333,3 +334,25 @@ def test_permission_denied_raises_output_error(
     monkeypatch.setattr(tempfile, "mkdtemp", refuse)
     with pytest.raises(OutputError, match=f"{name}: cannot write \\(Permission denied\\)"):
         open_writer(tmp_path / name, 25)
+
+
+@pytest.mark.parametrize("name", ["out.mp4", "frames"])
+def test_outputs_get_the_usual_permissions(tmp_path: Path, name: str) -> None:
+    """Atomic writes go through a private temporary file; the result must not stay private."""
+    mask = os.umask(0o022)
+    try:
+        with open_writer(tmp_path / name, 25) as writer:
+            writer.write(np.zeros((2, 16, 16, 3), np.uint8))
+    finally:
+        os.umask(mask)
+    expected = 0o755 if name == "frames" else 0o644
+    assert (tmp_path / name).stat().st_mode & 0o777 == expected
+
+
+def test_checkpoints_get_the_usual_permissions(tmp_path: Path) -> None:
+    mask = os.umask(0o022)
+    try:
+        atomic_save({"epoch": 1}, tmp_path / "c.pth")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "c.pth").stat().st_mode & 0o777 == 0o644

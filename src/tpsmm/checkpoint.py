@@ -11,7 +11,6 @@ leaves a half-written checkpoint under the final name.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from tpsmm.errors import CheckpointError, OutputError
+from tpsmm.files import temporary_sibling
 
 NETWORK_NAMES = (
     "kp_detector",
@@ -52,7 +52,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        handle, temporary = temporary_sibling(path)
     except OSError as error:
         raise OutputError(f"{path}: cannot write ({error.strerror})") from None
     try:
@@ -62,7 +62,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
 
 

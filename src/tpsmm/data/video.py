@@ -17,7 +17,6 @@ import itertools
 import os
 import re
 import shutil
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
@@ -32,6 +31,7 @@ from PIL import Image
 
 from tpsmm.data.images import IMAGE_SUFFIXES, load_image_uint8
 from tpsmm.errors import InputError, OutputError
+from tpsmm.files import temporary_sibling, temporary_sibling_dir
 
 DEFAULT_FPS = 25.0
 """Frame rate of frame directories and strips, which do not store one (the FOMM datasets' rate)."""
@@ -404,13 +404,11 @@ def _temporary_file(path: Path) -> Path:
     """Create an empty hidden file beside ``path``, keeping its suffix (FFmpeg picks by it)."""
     _make_parent(path)
     try:
-        handle, name = tempfile.mkstemp(
-            prefix=f".{path.name}.tmp-", suffix=path.suffix, dir=path.parent
-        )
+        handle, name = temporary_sibling(path, suffix=path.suffix)
     except OSError as error:
         raise OutputError(f"{path}: cannot write ({_reason(error)})") from None
     os.close(handle)
-    return Path(name)
+    return name
 
 
 class VideoWriter(ABC):
@@ -709,7 +707,7 @@ class _FrameDirWriter(VideoWriter):
             )
         _make_parent(path)
         try:
-            temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+            temporary = temporary_sibling_dir(path)
         except OSError as error:
             raise OutputError(f"{path}: cannot write ({_reason(error)})") from None
         super().__init__(path, temporary)
