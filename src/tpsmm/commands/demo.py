@@ -21,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--untrained", action="store_true",
                         help="random weights: checks the pipeline, shows no real animation")
     parser.add_argument("--gif", action="store_true",
-                        help="also write demo_comparison.gif (half size, no sound)")
+                        help="also write demo_comparison.gif (half size and frames, no sound)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.set_defaults(func=run)
 
