@@ -62,11 +62,7 @@ def _reference_warp_loss(inpainting, driving: torch.Tensor, generated: dict) -> 
     autograd recording (their inputs are detached, but the encoder's weights
     require grad), which keeps activations that no backward pass uses."""
     targets = inpainting.get_encode(driving, generated["occlusion_map"])
-    warped = generated["warped_encoder_maps"]
-    total = driving.new_zeros(())
-    for i, target in enumerate(targets):
-        total = total + torch.abs(target - warped[-i - 1]).mean()
-    return total
+    return losses_module.encoder_distance(targets, generated["warped_encoder_maps"])
 
 
 @contextmanager

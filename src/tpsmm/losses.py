@@ -84,8 +84,13 @@ def warp_loss(inpainting: InpaintingNetwork, driving: torch.Tensor, generated: d
     # not kept for a backward pass that never comes (less memory, same values).
     with torch.no_grad():
         targets = inpainting.get_encode(driving, generated["occlusion_map"])
-    warped = generated["warped_encoder_maps"]
-    total = driving.new_zeros(())
+    return encoder_distance(targets, generated["warped_encoder_maps"])
+
+
+def encoder_distance(targets: list[torch.Tensor], warped: list[torch.Tensor]) -> torch.Tensor:
+    """Sum over levels of mean |target - warped|; ``targets`` run deepest-first and
+    ``warped`` shallowest-first, as the inpainting network returns them."""
+    total = targets[0].new_zeros(())
     for i, target in enumerate(targets):
         total = total + torch.abs(target - warped[-i - 1]).mean()
     return total
