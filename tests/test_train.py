@@ -33,6 +33,9 @@ from tpsmm.training.visualizer import visualize
 
 DATA = Path(__file__).parent / "data"
 
+# Tiny models: one thread (see the fixture in conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def tiny_config(**train_params) -> dict:
     """The tiny-64 golden model with narrow ResNets, a 2-epoch schedule and random VGG."""
@@ -64,16 +67,6 @@ def options(out: Path, root: Path, **changes) -> TrainOptions:
               "tensorboard": False, "checkpoint_minutes": None}
     values.update(changes)
     return TrainOptions(**values)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models train several times faster on one thread when the CPU is shared:
-    spinning OpenMP workers lose most of their time to other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_derive_seed_separates_keys() -> None:
