@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from test_train import one_thread, tiny_config  # noqa: F401 (fixture)
+from test_train import tiny_config
 
 from tpsmm import TPSMM, load_config
 from tpsmm.cli import main
@@ -23,6 +23,8 @@ from tpsmm.evaluation.reconstruction import (
     build_extractors,
     reconstruct,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

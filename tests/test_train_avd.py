@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import one_thread, synthetic_root, tiny_config  # noqa: F401 (fixtures)
+from test_train import synthetic_root, tiny_config  # noqa: F401 (fixture)
 
 from tpsmm import TPSMM, load_config
 from tpsmm.checkpoint import read_checkpoint
@@ -15,6 +15,8 @@ from tpsmm.errors import ConfigError
 from tpsmm.training.avd import AVDOptions, random_scale, train_avd
 from tpsmm.training.checkpoints import LAST
 from tpsmm.training.logs import read_log
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def avd_config() -> dict:
