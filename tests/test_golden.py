@@ -16,6 +16,8 @@ from tpsmm.geometry import KeypointTPS, RandomTPS, make_coordinate_grid
 from tpsmm.golden import fill_with_rule
 from tpsmm.losses import GeneratorFullModel
 from tpsmm.networks import Vgg19
+from tpsmm.networks.winograd import use_winograd, winograd_available
+from tpsmm.training.trainer import WINOGRAD_NETWORKS
 
 ATOL = 1e-4
 # Images sampled from the full-resolution source through the flow, at
@@ -103,10 +105,14 @@ def run_inference_checks(case) -> None:
         assert_close(case, "tps.warp_coordinates", warped)
 
 
-def run_training_checks(case) -> None:
+def run_training_checks(case, winograd: bool = False) -> None:
     model = case.model().train()
     vgg = Vgg19()
     fill_with_rule(vgg, "")
+    if winograd:  # what tpsmm train runs on the CPU
+        for name in WINOGRAD_NETWORKS:
+            assert use_winograd(model.networks[name]) > 0
+        assert use_winograd(vgg) > 0
     full = GeneratorFullModel(model.kp_detector, model.bg_predictor, model.dense_motion_network,
                               model.inpainting_network, case.meta["train_params"], vgg)
     transform = RandomTPS(
@@ -142,6 +148,11 @@ def test_tiny_training(tiny_case):
     run_training_checks(tiny_case)
 
 
+@pytest.mark.skipif(not winograd_available(torch.device("cpu")), reason="no NNPACK")
+def test_tiny_training_with_winograd_convolutions(tiny_case):
+    run_training_checks(tiny_case, winograd=True)
+
+
 def test_golden_tps_from_golden_keypoints_is_bit_exact(tiny_case, vox_case):
     for case in (tiny_case, vox_case):
         tps = KeypointTPS.fit(case.tensor("kp_detector.driving"), case.tensor("kp_detector.source"))
@@ -155,5 +166,8 @@ def test_vox_inference(vox_case):
 
 
 @pytest.mark.slow
-def test_vox_training(vox_case):
-    run_training_checks(vox_case)
+@pytest.mark.parametrize("winograd", [False, True])
+def test_vox_training(vox_case, winograd):
+    if winograd and not winograd_available(torch.device("cpu")):
+        pytest.skip("no NNPACK")
+    run_training_checks(vox_case, winograd)

@@ -56,7 +56,9 @@ SCHEMA: dict[str, Any] = {
         "dropout_startp": None, "dropout_inc_epoch": None, "bg_start": None,
         "transform_params": {"sigma_affine": None, "sigma_tps": None, "points_tps": None},
         "loss_weights": {"perceptual": None, "equivariance_value": None, "warp_loss": None,
-                         "bg": None},
+                         "bg": None,
+                         # Ours: weight of mean |prediction - driving| (absent = 0).
+                         "pixel": None},
         # Ours: "imagenet" (torch hub cache), a file path, or "random".
         "perceptual_weights": None,
     },

@@ -8,7 +8,11 @@ and returns every loss term after its weight:
 - ``equivariance_value``: keypoints must follow a random TPS warp;
 - ``warp_loss``: warped source features must match the driving frame's;
 - ``bg``: the background transforms source->driving and driving->source
-  must compose to the identity.
+  must compose to the identity;
+- ``pixel`` (ours, only when ``loss_weights.pixel`` is set and non-zero):
+  mean |prediction - driving|, the reconstruction metric itself. The
+  reference has no such term; it helps when the perceptual loss's VGG-19 is
+  random rather than ImageNet-trained (the offline demo model).
 
 Keeping the losses inside one module's ``forward`` lets data-parallel
 training spread them over devices along with the networks.
@@ -164,6 +168,8 @@ class GeneratorFullModel(nn.Module):
             losses["warp_loss"] = weights["warp_loss"] * warp_loss(
                 self.inpainting_network, driving, generated
             )
+        if weights.get("pixel"):
+            losses["pixel"] = weights["pixel"] * torch.abs(generated["prediction"] - driving).mean()
         if use_bg and weights["bg"] != 0:
             losses["bg"] = weights["bg"] * background_loss(
                 self.bg_predictor, source, driving, bg_param

@@ -40,6 +40,7 @@ from torch import nn
 from tpsmm.errors import TPSMMError
 from tpsmm.model import TPSMM
 from tpsmm.networks.blocks import UpBlock2d
+from tpsmm.networks.winograd import WinogradConv2d, winograd_available
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -105,42 +106,6 @@ class Float32InstanceNorm2d(nn.InstanceNorm2d):
         replacement = cls(norm.num_features, eps=norm.eps, affine=True)
         replacement.weight, replacement.bias = norm.weight, norm.bias
         return replacement
-
-
-class WinogradConv2d(nn.Conv2d):
-    """A 3x3, stride-1, padding-1 convolution through NNPACK's Winograd kernels (CPU, fp32).
-
-    Samples go one at a time: for a batch, NNPACK switches to an algorithm that is slower
-    than oneDNN's direct convolution here, while single images get its fast Winograd path.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x: (B, C_in, H, W)`` fp32 on the CPU -> ``(B, C_out, H, W)``."""
-        x = x.contiguous()
-        return torch.cat([
-            torch._nnpack_spatial_convolution(sample[None], self.weight, self.bias, [1, 1])
-            for sample in x
-        ])
-
-    @classmethod
-    def replacing(cls, conv: nn.Conv2d) -> WinogradConv2d:
-        replacement = cls(conv.in_channels, conv.out_channels, 3, padding=1,
-                          bias=conv.bias is not None)
-        replacement.weight, replacement.bias = conv.weight, conv.bias
-        return replacement
-
-    @staticmethod
-    def fits(conv: nn.Module) -> bool:
-        return (type(conv) is nn.Conv2d and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
-                and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1)
-
-
-def winograd_available(device: torch.device, precision: str) -> bool:
-    """Whether :class:`WinogradConv2d` can run: fp32 on a CPU whose torch has NNPACK."""
-    # _nnpack_available() also initialises NNPACK, which its convolutions need first.
-    check = getattr(torch, "_nnpack_available", None)
-    return (device.type == "cpu" and precision == "fp32" and check is not None and check()
-            and hasattr(torch, "_nnpack_spatial_convolution"))
 
 
 def _rewrite(module: nn.Module, winograd: bool) -> None:

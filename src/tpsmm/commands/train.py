@@ -91,6 +91,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="VGG-19 of the perceptual loss (default: the config's "
                    "train_params.perceptual_weights, else imagenet from the torch hub cache); "
                    "'random' is an explicit choice for tests and offline demos")
+    p.add_argument("--no-winograd", action="store_true",
+                   help="on the CPU, use torch's direct 3x3 convolutions instead of NNPACK's "
+                   "Winograd kernels (faster; they round differently, by ~1e-5)")
     p.add_argument("--sync-bn", action="store_true",
                    help="synchronise BatchNorm statistics across GPUs")
     p.set_defaults(func=run)
@@ -102,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, num_repeats=args.num_repeats,
         workers=args.workers, image_size=args.image_size, max_steps=args.max_steps,
         seed=args.seed, precision=args.precision, channels_last=args.channels_last,
-        vgg_weights=args.vgg_weights, checkpoint_minutes=args.checkpoint_minutes,
+        vgg_weights=args.vgg_weights, winograd=not args.no_winograd,
+        checkpoint_minutes=args.checkpoint_minutes,
         checkpoint_every=args.checkpoint_every, device=args.device, sync_bn=args.sync_bn,
         threads=args.threads, quiet=args.quiet, tensorboard=not args.no_tensorboard,
         visualize=not args.no_visualize,

@@ -18,6 +18,11 @@ What differs is how it is run:
 - several processes train with DistributedDataParallel under ``torchrun``;
   ``batch_size`` is the global batch, split evenly over the processes, as
   the reference's DataParallel split it over GPUs;
+- on the CPU in fp32, the 3x3 stride-1 convolutions of the inpainting and
+  dense motion networks and of the perceptual loss's VGG-19 (nearly all of
+  the work) run their forward pass and input gradient through NNPACK's
+  Winograd kernels
+  (:mod:`tpsmm.networks.winograd`; ``winograd=False`` turns this off);
 - optional bf16/fp16 autocast and channels-last memory format.
 
 :func:`train` is the whole job; ``tpsmm train`` is a thin layer over it.
@@ -44,6 +49,7 @@ from tpsmm.errors import ConfigError
 from tpsmm.losses import GeneratorFullModel
 from tpsmm.model import TPSMM
 from tpsmm.networks import load_vgg19
+from tpsmm.networks.winograd import use_winograd, winograd_available
 from tpsmm.training.checkpoints import TRAINING_KEY, restore_rng_states, rng_states
 from tpsmm.training.distributed import DistributedContext, setup_distributed
 from tpsmm.training.loop import (
@@ -65,6 +71,8 @@ LR_GAMMA = 0.1
 CLIP_NORM = 10.0
 #: Networks trained in stage 1, in the order of the reference's optimizer.
 STAGE1_NETWORKS = ("inpainting_network", "dense_motion_network", "kp_detector")
+#: Networks whose 3x3 convolutions run through Winograd on the CPU (and the VGG-19).
+WINOGRAD_NETWORKS = ("inpainting_network", "dense_motion_network")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: Samples shown in the per-epoch visualisation.
 VIS_ROWS = 6
@@ -85,6 +93,8 @@ class TrainOptions(RunOptions):
         vgg_weights: VGG-19 weights of the perceptual loss: ``"imagenet"``, a
             path or ``"random"`` (overrides ``train_params.perceptual_weights``).
         sync_bn: SyncBatchNorm in the ResNets when distributed on GPUs.
+        winograd: Winograd 3x3 convolutions where they apply (CPU, fp32,
+            channels-first); False keeps torch's direct convolutions.
     """
 
     config: str | os.PathLike | dict | None = None
@@ -95,6 +105,7 @@ class TrainOptions(RunOptions):
     channels_last: bool = False
     vgg_weights: str | None = None
     sync_bn: bool = False
+    winograd: bool = True
 
 
 def _resolve_config(options: TrainOptions, saved: dict | None) -> Config:
@@ -180,7 +191,8 @@ class Stage1:
 
     def __init__(self, config: Config, ctx: DistributedContext | None = None, seed: int = 0,
                  precision: str = "fp32", channels_last: bool = False,
-                 init: str | os.PathLike | None = None, sync_bn: bool = False):
+                 init: str | os.PathLike | None = None, sync_bn: bool = False,
+                 winograd: bool = True):
         if ctx is None:
             ctx = DistributedContext(0, 0, 1, torch.device("cpu"))
         self.config = config
@@ -205,6 +217,14 @@ class Stage1:
         self.bg = self.model.bg_predictor
         vgg = load_vgg19(self.params["perceptual_weights"], ctx.device).eval()
         self.vgg = vgg.to(memory_format=self.memory_format)
+        self.winograd = (winograd and not channels_last and precision == "fp32"
+                         and winograd_available(ctx.device))
+        if self.winograd:
+            # Not in the ResNet-18 detectors: little of the work, and their gradients
+            # (BatchNorm over a small batch) amplify rounding differences the most.
+            for network in WINOGRAD_NETWORKS:
+                use_winograd(getattr(self.model, network))
+            use_winograd(self.vgg)
         # One full model per phase: DDP needs every parameter it wraps to get
         # a gradient, and the background predictor only does from bg_start.
         self._full: dict[bool, nn.Module] = {}
@@ -360,7 +380,7 @@ def train(options: TrainOptions) -> TrainResult:
         dataset = training_dataset(config)
         _check_frame_size(dataset, config)
         stage = Stage1(config, ctx, seed, options.precision, options.channels_last,
-                       options.init, options.sync_bn)
+                       options.init, options.sync_bn, options.winograd)
         schedule = Schedule(
             num_epochs=params["num_epochs"], batch_size=params["batch_size"],
             num_repeats=params["num_repeats"], workers=params.get("dataloader_workers") or 0,

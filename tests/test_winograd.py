@@ -1,0 +1,99 @@
+"""Winograd 3x3 convolutions: same values and gradients as direct convolution."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tpsmm.networks.winograd import (
+    MIN_PIXELS,
+    WinogradConv2d,
+    _WinogradConv3x3,
+    use_winograd,
+    winograd_available,
+)
+
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.skipif(not winograd_available(torch.device("cpu")), reason="no NNPACK"),
+]
+
+
+def _pair(bias: bool = True) -> tuple[torch.nn.Conv2d, WinogradConv2d]:
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(16, 8, 3, padding=1, bias=bias)
+    return conv, WinogradConv2d.replacing(conv)
+
+
+def test_forward_matches_direct_convolution() -> None:
+    conv, winograd = _pair()
+    x = torch.randn(3, 16, 40, 29)
+    with torch.no_grad():
+        # Winograd rounds differently: ~1e-5 here on outputs of magnitude ~1.
+        torch.testing.assert_close(winograd(x), conv(x), rtol=0, atol=1e-4)
+    assert winograd.weight is conv.weight and winograd.bias is conv.bias
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_gradients_match_direct_convolution(bias: bool) -> None:
+    conv, winograd = _pair(bias)
+    x = torch.randn(2, 16, 33, 37, requires_grad=True)
+    upstream = torch.randn(2, 8, 33, 37)
+    grads = []
+    for module in (conv, winograd):
+        module.zero_grad()
+        x.grad = None
+        (module(x) * upstream).sum().backward()
+        grads.append([x.grad.clone(), conv.weight.grad.clone()]
+                     + ([conv.bias.grad.clone()] if bias else []))
+    for expected, actual in zip(*grads, strict=True):
+        scale = expected.abs().max().item()
+        torch.testing.assert_close(actual, expected, rtol=0, atol=1e-5 * scale)
+
+
+def test_gradient_of_input_only_and_of_weights_only() -> None:
+    conv, winograd = _pair()
+    x = torch.randn(1, 16, 32, 32, requires_grad=True)
+    conv.requires_grad_(False)  # a frozen network (VGG-19): the input's gradient only
+    winograd(x).sum().backward()
+    expected = torch.autograd.grad(F.conv2d(x, conv.weight, conv.bias, padding=1).sum(), x)[0]
+    torch.testing.assert_close(x.grad, expected, rtol=0, atol=1e-4)
+    conv.requires_grad_(True)
+    winograd(torch.randn(1, 16, 32, 32)).sum().backward()  # weights only
+    assert conv.weight.grad is not None and conv.bias.grad is not None
+
+
+def test_falls_back_where_nnpack_does_not_apply_or_pay(monkeypatch) -> None:
+    conv, winograd = _pair()
+    calls = []
+    monkeypatch.setattr(_WinogradConv3x3, "apply", lambda *args: calls.append(args))
+    x = torch.randn(1, 16, 8, 8)  # fewer than MIN_PIXELS
+    assert x.shape[-2] * x.shape[-1] < MIN_PIXELS
+    torch.testing.assert_close(winograd(x), conv(x), rtol=0, atol=0)
+    assert not calls
+    winograd(torch.randn(1, 16, 32, 32))
+    assert len(calls) == 1
+    monkeypatch.undo()
+    x = torch.randn(1, 16, 32, 32)
+    with torch.no_grad():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert winograd(x).dtype == torch.bfloat16
+        conv.double()  # the shared parameters too
+        expected = F.conv2d(x.double(), conv.weight, conv.bias, padding=1)
+        torch.testing.assert_close(winograd(x.double()), expected, rtol=0, atol=1e-12)
+
+
+def test_use_winograd_replaces_only_fitting_convolutions() -> None:
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1),
+        torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.ReLU()),
+        torch.nn.Conv2d(4, 4, 3, padding=1, stride=2),
+        torch.nn.Conv2d(4, 4, 7, padding=3),
+        torch.nn.Conv2d(4, 4, 3, padding=1, groups=2),
+    )
+    keys = list(net.state_dict())
+    assert use_winograd(net) == 2
+    assert isinstance(net[0], WinogradConv2d) and isinstance(net[1][0], WinogradConv2d)
+    assert not any(isinstance(m, WinogradConv2d) for m in net[2:])
+    assert list(net.state_dict()) == keys
