@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import resource
 from pathlib import Path
+
+import torch
 
 
 def peak_rss_kib() -> int:
@@ -18,3 +22,22 @@ def peak_rss_kib() -> int:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1])
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+
+
+def cpu_description() -> str:
+    """The CPU's name, cores, torch threads and its wide-vector / bf16 instruction sets."""
+    flags = set()
+    name = platform.processor() or "CPU"
+    if Path("/proc/cpuinfo").exists():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and name == "CPU":
+                name = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    wide = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_fp16") if f in flags]
+    return f"{name}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, {' '.join(wide)}"
+
+
+def load_average() -> str:
+    """The 1-minute load average (how busy the machine was), or "?"."""
+    return Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"

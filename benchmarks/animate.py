@@ -34,7 +34,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse  # noqa: E402
 import copy  # noqa: E402
 import math  # noqa: E402
-import platform  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -45,7 +44,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
-from _common import peak_rss_kib  # noqa: E402
+from _common import cpu_description, load_average, peak_rss_kib  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from tpsmm import TPSMM, load_config  # noqa: E402
@@ -124,23 +123,6 @@ def _read(folder: Path) -> np.ndarray:
     return np.stack(list(open_video(folder)))
 
 
-def _cpu_description() -> str:
-    flags = set()
-    name = platform.processor() or "CPU"
-    if Path("/proc/cpuinfo").exists():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and name == "CPU":
-                name = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    wide = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_fp16") if f in flags]
-    return f"{name}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, {' '.join(wide)}"
-
-
-def _load() -> str:
-    return Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
-
-
 def speed(args: argparse.Namespace, folder: Path) -> None:
     checkpoint, config = _save_model(folder, reduced=False)
     source_png, driving = _inputs(folder, args.frames)
@@ -151,10 +133,10 @@ def speed(args: argparse.Namespace, folder: Path) -> None:
     model = TPSMM.from_checkpoint(checkpoint, config, map_location=device)
     source = to_tensor(load_image(source_png)[None]).to(device)
     frames = to_tensor(_read(driving)).to(device)
-    name = _cpu_description() if device.type == "cpu" else torch.cuda.get_device_name()
+    name = cpu_description() if device.type == "cpu" else torch.cuda.get_device_name()
     print(f"device: {device} ({name})")
     print(f"torch {torch.__version__}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, "
-          f"load average {_load()} before the runs")
+          f"load average {load_average()} before the runs")
     print(f"vox-256 config, 256x256, golden rule weights, relative mode, {args.frames} frames, "
           f"best of {args.rounds} interleaved rounds after a warm-up")
     # A precision without hardware support runs generic kernels, tens of times slower: it
@@ -212,7 +194,7 @@ def speed(args: argparse.Namespace, folder: Path) -> None:
               f"{fps[precision] / fps['loop']:8.2f}x   vs {against}: PSNR "
               f"{psnr[precision]:.1f} dB, max |diff| {difference.max()}/255, "
               f"{(difference > 0).mean():.3%} of values differ")
-    print(f"load average {_load()} after the runs; seconds per run: "
+    print(f"load average {load_average()} after the runs; seconds per run: "
           + ", ".join(f"{k} {' '.join(f'{s:.1f}' for s in v)}" for k, v in seconds.items()))
     targets = [("fp32 >= 1.1x the loop", fps["fp32"] / fps["loop"] >= 1.1)]
     if "bf16" in fps:

@@ -9,8 +9,10 @@ step is run:
   of the losses' means, ``backward``, inf-norm clipping of the keypoint and
   dense-motion gradients, ``step`` and ``zero_grad`` of torch's default Adam,
   and every loss copied to numpy for the log;
-- *ours*: :meth:`tpsmm.training.trainer.Stage1.step` (fused Adam, the
-  gradient scaler path, the same clipping).
+- *ours*: :meth:`tpsmm.training.trainer.Stage1.step` as ``tpsmm train`` runs
+  it (Winograd 3x3 convolutions on the CPU in fp32, fused Adam, the gradient
+  scaler path, the same clipping); ``--no-winograd`` times it with torch's
+  direct convolutions instead.
 
 Both use tpsmm's networks and :class:`~tpsmm.losses.GeneratorFullModel`;
 the reference step swaps in the reference's warp loss, whose targets are
@@ -42,7 +44,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
-from _common import peak_rss_kib
+from _common import cpu_description, load_average, peak_rss_kib
 
 import tpsmm.losses as losses_module
 from tpsmm.config import load_config
@@ -114,10 +116,10 @@ def _reference_step(size: int, batch: int, precision: str):
     return step
 
 
-def _our_step(size: int, batch: int, precision: str):
+def _our_step(size: int, batch: int, precision: str, winograd: bool = True):
     from tpsmm.training.trainer import Stage1
 
-    stage = Stage1(_config(size), seed=0, precision=precision)
+    stage = Stage1(_config(size), seed=0, precision=precision, winograd=winograd)
     return lambda x: stage.step(x, EPOCH)
 
 
@@ -126,14 +128,14 @@ def _batch(generator: torch.Generator, batch: int, size: int) -> dict[str, torch
             for key in ("source", "driving")}
 
 
-def time_both(size: int, batch: int, precision: str, steps: int) -> dict:
+def time_both(size: int, batch: int, precision: str, steps: int, winograd: bool) -> dict:
     """Seconds per step of both implementations, alternating step by step.
 
     On a machine shared with other jobs the load changes from minute to
     minute; alternating makes both implementations see the same load.
     """
     steps_by_name = {"reference": _reference_step(size, batch, precision),
-                     "ours": _our_step(size, batch, precision)}
+                     "ours": _our_step(size, batch, precision, winograd)}
     generator = torch.Generator().manual_seed(0)
     times: dict[str, list[float]] = {name: [] for name in steps_by_name}
     for index in range(steps + 1):
@@ -148,10 +150,13 @@ def time_both(size: int, batch: int, precision: str, steps: int) -> dict:
             for name, values in times.items()}
 
 
-def peak_memory(implementation: str, size: int, batch: int, precision: str) -> dict:
+def peak_memory(implementation: str, size: int, batch: int, precision: str,
+                winograd: bool) -> dict:
     """Peak RSS of one implementation over two steps (the second has Adam's state)."""
-    build = _reference_step if implementation == "reference" else _our_step
-    step = build(size, batch, precision)
+    if implementation == "reference":
+        step = _reference_step(size, batch, precision)
+    else:
+        step = _our_step(size, batch, precision, winograd)
     generator = torch.Generator().manual_seed(0)
     for index in range(2):
         torch.manual_seed(index)
@@ -159,9 +164,9 @@ def peak_memory(implementation: str, size: int, batch: int, precision: str) -> d
     return {"peak_rss_mib": peak_rss_kib() / 1024}
 
 
-def _run_child(arguments: list[str], threads: int, steps: int) -> dict:
+def _run_child(arguments: list[str], threads: int, steps: int, winograd: bool) -> dict:
     command = [sys.executable, __file__, "--child", *arguments, "--steps", str(steps),
-               "--threads", str(threads)]
+               "--threads", str(threads), *([] if winograd else ["--no-winograd"])]
     output = subprocess.run(command, capture_output=True, text=True)
     if output.returncode:
         sys.exit(f"{' '.join(arguments)} failed:\n{output.stderr[-2000:]}")
@@ -176,34 +181,40 @@ def main() -> None:
                         choices=["fp32", "bf16"])
     parser.add_argument("--steps", type=int, default=2, help="measured steps per configuration")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--no-winograd", action="store_true",
+                        help="our step with torch's direct convolutions (as tpsmm train "
+                        "--no-winograd)")
     parser.add_argument("--json", help="also write the measurements here")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    winograd = not args.no_winograd
     if args.child:
         kind, *rest = args.child
         if kind == "time":
             size, batch, precision = rest
-            result = time_both(int(size), int(batch), precision, args.steps)
+            result = time_both(int(size), int(batch), precision, args.steps, winograd)
         else:
             implementation, size, batch, precision = rest
-            result = peak_memory(implementation, int(size), int(batch), precision)
+            result = peak_memory(implementation, int(size), int(batch), precision, winograd)
         print(json.dumps(result))
         return
 
     print(f"train step, vox-256 networks at {args.size}x{args.size}, CPU, {args.threads} "
           f"thread(s), median of {args.steps} step(s) after 1 warm-up (the two "
           f"implementations alternating in one process), peak RSS of each in its own "
-          f"process over 2 steps, torch {torch.__version__}", flush=True)
+          f"process over 2 steps, torch {torch.__version__}; ours with "
+          f"{'Winograd' if winograd else 'direct'} convolutions", flush=True)
+    print(f"machine: {cpu_description()}; load average {load_average()}", flush=True)
     rows = []
     for batch in args.batches:
         for precision in args.precisions:
             shape = [str(args.size), str(batch), precision]
             row = {"batch": batch, "precision": precision,
-                   **_run_child(["time", *shape], args.threads, args.steps)}
+                   **_run_child(["time", *shape], args.threads, args.steps, winograd)}
             for implementation in ("reference", "ours"):
-                row[implementation].update(
-                    _run_child(["memory", implementation, *shape], args.threads, args.steps))
+                row[implementation].update(_run_child(
+                    ["memory", implementation, *shape], args.threads, args.steps, winograd))
             rows.append(row)
             ref, ours = row["reference"], row["ours"]
             print(f"batch {batch} {precision}: reference {ref['seconds']:.2f} s/step "

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from PIL import Image
 from scipy import ndimage
 
@@ -16,11 +18,13 @@ from tpsmm.commands import synth
 from tpsmm.data.synthetic import (
     MARKER_NAMES,
     MAX_TEXTURE_CHROMA,
+    background_grid,
     generate_dataset,
     render_video,
 )
 from tpsmm.errors import OutputError
 from tpsmm.evaluation.landmarks import akd, detect_markers, detect_video_markers, mkr
+from tpsmm.geometry import make_coordinate_grid
 
 M = len(MARKER_NAMES)
 
@@ -175,3 +179,19 @@ def test_cli_writes_a_tiny_dataset(tmp_path: Path, capsys):
     assert _cli([*argv, "--overwrite"]) == 0
     with pytest.raises(SystemExit):
         _cli(["--out", str(out), "--videos", "0"])
+
+
+def test_background_grid_is_the_true_camera_motion() -> None:
+    frames = 24
+    grid = background_grid(seed=1, size=64, num_frames=frames, identity=2)
+    assert grid.shape == (frames, 64, 64, 2) and grid.dtype == np.float32
+    identity = make_coordinate_grid((64, 64)).numpy()
+    np.testing.assert_allclose(grid[0], identity, atol=1e-6)
+    empty = render_video(seed=1, size=64, num_frames=frames, identity=2, character=False)
+    images = torch.from_numpy(empty.frames).permute(0, 3, 1, 2).float() / 255
+    warped = F.grid_sample(images[:1].expand(frames, -1, -1, -1), torch.from_numpy(grid),
+                           align_corners=True)
+    inside = torch.from_numpy((np.abs(grid) < 0.9).all(axis=-1))[:, None].expand_as(images)
+    warp_error = (warped - images).abs()[inside].mean()
+    copy_error = (images[:1] - images).abs()[inside].mean()
+    assert warp_error < 0.5 * copy_error, (warp_error, copy_error)

@@ -25,10 +25,11 @@ from tpsmm.data.dataset import FramesDataset
 from tpsmm.data.synthetic import generate_dataset
 from tpsmm.errors import CheckpointError, ConfigError, InputError
 from tpsmm.evaluation.reconstruction import reconstruct
+from tpsmm.networks.winograd import WinogradConv2d, winograd_available
 from tpsmm.training.checkpoints import LAST, TRAINING_KEY, numbered_name
 from tpsmm.training.logs import read_log
 from tpsmm.training.sampling import EpochSampler, TrainingPairs, derive_seed
-from tpsmm.training.trainer import Stage1, TrainOptions, train
+from tpsmm.training.trainer import WINOGRAD_NETWORKS, Stage1, TrainOptions, train
 from tpsmm.training.visualizer import visualize
 
 DATA = Path(__file__).parent / "data"
@@ -125,6 +126,39 @@ def test_a_few_steps_lower_the_loss(synthetic_root: Path) -> None:
     grid = visualize(batch["source"], batch["driving"], generated)
     # source, transformed, driving, deformed, prediction, 4 masks, 2 per transform, sum
     assert grid.shape == (2 * 64, (9 + 2 * 4 + 1) * 64, 3) and grid.dtype == np.uint8
+
+
+def test_pixel_loss_is_the_weighted_l1_of_the_prediction(synthetic_root: Path) -> None:
+    weights = {"perceptual": [10] * 5, "equivariance_value": 10, "warp_loss": 10, "bg": 10}
+    dataset = FramesDataset(synthetic_root, id_sampling=True)
+    item = dataset.sample_pair(0, np.random.default_rng(0))
+    batch = {key: item[key][None] for key in ("source", "driving")}
+    for pixel in (None, 0, 7.5):
+        stage = Stage1(load_config(tiny_config(
+            loss_weights={**weights, **({} if pixel is None else {"pixel": pixel})})))
+        with torch.no_grad():
+            losses, generated = stage.full_model(epoch=0)(batch, 0)
+        assert ("pixel" in losses) == bool(pixel)
+        if pixel:
+            expected = pixel * (generated["prediction"] - batch["driving"]).abs().mean()
+            torch.testing.assert_close(losses["pixel"], expected)
+
+
+@pytest.mark.skipif(not winograd_available(torch.device("cpu")), reason="no NNPACK")
+def test_winograd_convolutions_where_they_pay_and_nowhere_else() -> None:
+    config = load_config(tiny_config())
+    keys = list(TPSMM(config).state_dict())
+
+    def winograd_networks(stage: Stage1) -> set[str]:
+        networks = {**stage.model.networks, "vgg": stage.vgg}
+        return {name for name, net in networks.items() if net is not None
+                and any(isinstance(m, WinogradConv2d) for m in net.modules())}
+
+    assert winograd_networks(Stage1(config)) == {*WINOGRAD_NETWORKS, "vgg"}
+    assert winograd_networks(Stage1(config, winograd=False)) == set()
+    assert winograd_networks(Stage1(config, channels_last=True)) == set()
+    assert winograd_networks(Stage1(config, precision="bf16")) == set()
+    assert list(Stage1(config).model.state_dict()) == keys
 
 
 @pytest.mark.parametrize("precision", ["bf16", pytest.param("fp16", marks=pytest.mark.slow)])

@@ -532,6 +532,37 @@ def _render_background(bg: _Background, sk: dict[str, np.ndarray], t: int, size:
     return wall + below * (floor - wall)
 
 
+def _clip(seed: int, size: int, num_frames: int, identity: int, clip: int
+          ) -> tuple[_Character, _Background, dict[str, np.ndarray]]:
+    """The character, background and skeleton (with the camera) of one clip."""
+    if seed < 0 or identity < 0 or clip < 0 or size < 16 or num_frames < 1:
+        raise ValueError("need seed, identity, clip >= 0, size >= 16 and num_frames >= 1")
+    ch = _sample_character(np.random.default_rng((seed, 0, identity)))
+    clip_rng = np.random.default_rng((seed, 1, identity, clip))
+    bg = _sample_background(clip_rng)
+    return ch, bg, _skeleton(ch, _sample_motion(clip_rng, num_frames), size)
+
+
+def background_grid(seed: int = 0, size: int = 64, num_frames: int = 32, identity: int = 0,
+                    clip: int = 0) -> np.ndarray:
+    """The true backward flow of the background of a clip :func:`render_video` renders.
+
+    Returns:
+        (T, size, size, 2) float32 in [-1, 1] (x, y), align_corners=True: where each pixel
+        of frame t shows, in frame 0, the same point of the background (the camera's shift
+        and zoom). ``grid_sample(frame0, grid[t])`` is the ideal warp of frame 0 to frame t.
+    """
+    _, _, sk = _clip(seed, size, num_frames, identity, clip)
+    centre = (size - 1.0) / 2.0
+    pixels = np.arange(size, dtype=np.float64)
+    ratio = (sk["zoom"][0] / sk["zoom"])[:, None]
+    # Frame t shows world point w at pixel (w - c) * zoom[t] + c + camera[t].
+    x = (pixels[None] - centre - sk["camera"][:, :1]) * ratio + centre + sk["camera"][0, 0]
+    y = (pixels[None] - centre - sk["camera"][:, 1:]) * ratio + centre + sk["camera"][0, 1]
+    grid = np.stack(np.broadcast_arrays(x[:, None, :], y[:, :, None]), axis=-1)
+    return (grid / (size - 1) * 2 - 1).astype(np.float32)
+
+
 def render_video(
     seed: int = 0,
     size: int = 64,
@@ -555,12 +586,7 @@ def render_video(
         :class:`Video` with frames (T, size, size, 3) uint8, keypoints (T, M, 2) float32
         pixel (x, y) and visible (T, M) bool.
     """
-    if seed < 0 or identity < 0 or clip < 0 or size < 16 or num_frames < 1:
-        raise ValueError("need seed, identity, clip >= 0, size >= 16 and num_frames >= 1")
-    ch = _sample_character(np.random.default_rng((seed, 0, identity)))
-    clip_rng = np.random.default_rng((seed, 1, identity, clip))
-    bg = _sample_background(clip_rng)
-    sk = _skeleton(ch, _sample_motion(clip_rng, num_frames), size)
+    ch, bg, sk = _clip(seed, size, num_frames, identity, clip)
     frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
     visible = np.zeros((num_frames, len(MARKER_NAMES)), dtype=bool)
     for t in range(num_frames):

@@ -1,0 +1,134 @@
+"""Where the demo model's L1 goes on held-out synthetic videos, region by region.
+
+The generator can render each clip without its character (same background,
+same camera), so every pixel of every frame can be labelled:
+
+- *character*: the character covers it in the driving frame;
+- *uncovered*: background in the driving frame, covered in the source frame
+  (the model must inpaint it);
+- *near*: other background within ``--band`` pixels of the character in either
+  frame (where the character's motion can bleed into the background flow);
+- *far*: the rest of the background (only the camera moves it).
+
+For copying the source, the model's prediction and its warped source alone
+(``deformed``), it prints the mean error per pixel of each region and its
+share of the total L1, beside an ideal warp of the background: the source's
+background resampled (bilinearly, as the model does) through the true camera
+motion, the floor for any model that warps. Reconstruction is from the first
+frame, as in ``benchmarks/synthetic.py``; the background predictor is used
+when the checkpoint has one (as the reference's reconstruction does).
+
+    python benchmarks/synthetic_errors.py                           # the shipped model
+    python benchmarks/synthetic_errors.py --checkpoint RUN/last.pth.tar
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.ndimage import binary_dilation
+
+from tpsmm import TPSMM
+from tpsmm.data import synthetic
+from tpsmm.demo import CHECKPOINT_NAME, CONFIG, assets_dir
+
+HELD_OUT_SEED = 1  # training used dataset seed 0
+REGIONS = ("character", "uncovered", "near", "far")
+
+
+def _frames(video: synthetic.Video) -> torch.Tensor:
+    """(T, H, W, 3) uint8 -> (T, 3, H, W) in [0, 1]."""
+    return torch.from_numpy(video.frames).permute(0, 3, 1, 2).float() / 255
+
+
+def ideal_background_warp(identity: int, frames: int, size: int) -> torch.Tensor:
+    """The source frame's background resampled through the true camera: (T, 3, S, S)."""
+    grid = synthetic.background_grid(HELD_OUT_SEED, size, frames, identity)
+    empty = synthetic.render_video(seed=HELD_OUT_SEED, size=size, num_frames=1,
+                                   identity=identity, character=False)
+    source = _frames(empty).expand(frames, -1, -1, -1)
+    return F.grid_sample(source, torch.from_numpy(grid), align_corners=True)
+
+
+def regions(identity: int, frames: int, size: int, band: int) -> tuple[dict, torch.Tensor]:
+    """Region masks (T, S, S) of one clip and its frames (T, 3, S, S)."""
+    video = synthetic.render_video(seed=HELD_OUT_SEED, size=size, num_frames=frames,
+                                   identity=identity)
+    empty = synthetic.render_video(seed=HELD_OUT_SEED, size=size, num_frames=frames,
+                                   identity=identity, character=False)
+    covered = np.any(video.frames != empty.frames, axis=-1)
+    in_source = np.broadcast_to(covered[:1], covered.shape)
+    either = np.stack([binary_dilation(covered[t] | in_source[t], iterations=band)
+                       for t in range(frames)])
+    background = ~covered & ~in_source
+    masks = {"character": covered, "uncovered": ~covered & in_source,
+             "near": background & either, "far": background & ~either}
+    return masks, _frames(video)
+
+
+@torch.no_grad()
+def predict(model: TPSMM, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Reconstruction of ``frames`` from frame 0: prediction and deformed, (T, 3, S, S)."""
+    source = frames[:1].expand_as(frames)
+    kp_source = model.kp_detector(frames[:1])["fg_kp"].expand(len(frames), -1, -1)
+    kp_driving = model.kp_detector(frames)
+    use_bg = "bg_predictor" in model.loaded and model.bg_predictor is not None
+    bg_param = model.bg_predictor(source, frames) if use_bg else None
+    motion = model.dense_motion_network(source, kp_driving, {"fg_kp": kp_source},
+                                        bg_param=bg_param)
+    out = model.inpainting_network(source, motion)
+    return {"prediction": out["prediction"], "deformed": out["deformed"]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default=str(assets_dir() / CHECKPOINT_NAME))
+    parser.add_argument("--config", default=CONFIG)
+    parser.add_argument("--videos", type=int, default=10, help="held-out characters")
+    parser.add_argument("--frames", type=int, default=48, help="frames per video")
+    parser.add_argument("--band", type=int, default=4, help="width of 'near' in pixels")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model = TPSMM.from_checkpoint(args.checkpoint, config=args.config).eval()
+    size = model.config.image_size
+    methods = ("copy source", "model", "deformed", "ideal bg warp")
+    sums = {(m, r): 0.0 for m in methods for r in REGIONS}
+    counts = dict.fromkeys(REGIONS, 0)
+    for identity in range(args.videos):
+        masks, frames = regions(identity, args.frames, size, args.band)
+        outputs = predict(model, frames)
+        candidates = {"copy source": frames[:1].expand_as(frames),
+                      "model": outputs["prediction"], "deformed": outputs["deformed"],
+                      "ideal bg warp": ideal_background_warp(identity, args.frames, size)}
+        for method, image in candidates.items():
+            error = (image - frames).abs().mean(dim=1).numpy()
+            for region, mask in masks.items():
+                sums[method, region] += float(error[mask].sum())
+        for region, mask in masks.items():
+            counts[region] += int(mask.sum())
+    total = sum(counts.values())
+    print(f"checkpoint: {args.checkpoint} (config {args.config}); background predictor "
+          f"{'used' if 'bg_predictor' in model.loaded else 'absent'}")
+    print(f"{args.videos} held-out videos x {args.frames} frames (seed {HELD_OUT_SEED}), "
+          f"{size}x{size}; 'near' = background within {args.band} px of the character")
+    print("mean |error| per pixel of each region [its share of the frame's L1]")
+    print(f"{'region':<10} {'pixels':>7}" + "".join(f" {m:>22}" for m in methods))
+    for region in REGIONS:
+        n = max(counts[region], 1)
+        cells = "".join(f" {sums[m, region] / n:11.4f} [{sums[m, region] / total:.4f}]"
+                        if m != "ideal bg warp" or region in ("near", "far") else f" {'-':>22}"
+                        for m in methods)
+        print(f"{region:<10} {counts[region] / total:7.1%}{cells}")
+    totals = "".join(f" {sum(sums[m, r] for r in REGIONS) / total:11.4f} {'':>10}"
+                     for m in methods[:3])
+    print(f"{'L1':<10} {'100%':>7}{totals}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
