@@ -315,6 +315,20 @@ def test_streaming_holds_one_batch_not_the_video(fast_animator, tmp_path):
     assert peak < frames.nbytes / 4  # a few batches at most
 
 
+def test_animate_keypoints_is_animate_frames_without_detection(fast_animator):
+    frames = to_tensor(_moving_frames(4))
+    prepared = fast_animator.prepare(frames[0])
+    # The same batches as animate_frames detects on (convolutions round per batch shape).
+    kp_driving, kp_first = fast_animator.keypoints(frames[1:]), fast_animator.keypoints(frames[:1])
+    assert kp_driving.shape == (3, prepared.kp.shape[1], 2)
+    for mode in ("relative", "standard"):
+        expected = fast_animator.animate_frames(prepared, frames[1:], mode, reference=frames[:1])
+        actual = fast_animator.animate_keypoints(prepared, kp_driving, kp_first, mode)
+        torch.testing.assert_close(actual, expected, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="model size"):
+        fast_animator.keypoints(frames[:, :, :32, :32])
+
+
 # --------------------------------------------------------------------------- best frame
 
 

@@ -168,22 +168,20 @@ def run_demo(output_dir: str | os.PathLike = ".", checkpoint: str | os.PathLike 
     result_path = output_dir / "demo.mp4"
     comparison_path = output_dir / "demo_comparison.mp4"
     gif_path = output_dir / "demo_comparison.gif" if gif else None
-    kp_detector = animator.model.kp_detector
     with ExitStack() as stack:
         result = stack.enter_context(open_writer(result_path, reader.fps,
                                                  audio_from=reader.path))
         comparison = stack.enter_context(open_writer(comparison_path, reader.fps,
                                                      audio_from=reader.path))
         small = stack.enter_context(open_writer(gif_path, reader.fps / 2)) if gif else None
-        first = None
+        kp_first = None
         done = 0
         for batch in reader.iter_batches(animator.batch_size):
             frames = to_tensor(batch).to(animator.device)
-            first = frames[:1] if first is None else first
-            generated = animator.animate_frames(source, frames, reference=first)
+            kp_driving = animator.keypoints(frames)
+            kp_first = kp_driving[:1] if kp_first is None else kp_first
+            generated = animator.animate_keypoints(source, kp_driving, kp_first)
             result.write(to_uint8(generated))
-            with torch.inference_mode():
-                kp_driving = kp_detector(frames)["fg_kp"]
             panels = compose_comparison(source.image, source.kp, frames, kp_driving, generated)
             comparison.write(panels)
             if small is not None:

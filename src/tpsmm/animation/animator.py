@@ -188,14 +188,31 @@ class Animator:
         Returns:
             ``(B, 3, S, S)`` fp32 in [0, 1], on the animator's device.
         """
-        self._check_mode(mode)
+        kp_driving = self.keypoints(frames)
+        kp_reference = kp_driving[:1] if reference is None else self.keypoints(reference)
+        return self.animate_keypoints(source, kp_driving, kp_reference, mode)
+
+    @torch.inference_mode()
+    def keypoints(self, frames: torch.Tensor) -> torch.Tensor:
+        """``frames: (B, 3, S, S)`` in [0, 1] at the model size -> ``(B, K*5, 2)`` in [-1, 1]."""
         if frames.shape[-2:] != (self.image_size, self.image_size):
             raise ValueError(f"frames must be {self.image_size}x{self.image_size} (the model "
                              f"size), got {tuple(frames.shape)}; fit them first")
-        kp_driving = self._keypoints(self._on_device(frames))
-        kp_reference = kp_driving[:1] if reference is None else self._keypoints(
-            self._on_device(reference)
-        )
+        return self._keypoints(self._on_device(frames))
+
+    @torch.inference_mode()
+    def animate_keypoints(self, source: PreparedSource, kp_driving: torch.Tensor,
+                          kp_reference: torch.Tensor, mode: str = "relative") -> torch.Tensor:
+        """:meth:`animate_frames` from keypoints already detected (by :meth:`keypoints`).
+
+        Args:
+            kp_driving: ``(B, K*5, 2)``, the driving frames' keypoints.
+            kp_reference: ``(1, K*5, 2)``, the reference frame's (relative mode).
+
+        Returns:
+            ``(B, 3, S, S)`` fp32 in [0, 1], on the animator's device.
+        """
+        self._check_mode(mode)
         return self._generate(source, self._motion(mode, source, kp_reference)(kp_driving))
 
     def _keypoints(self, frames: torch.Tensor) -> torch.Tensor:
