@@ -204,7 +204,7 @@ def main() -> None:
           f"thread(s), median of {args.steps} step(s) after 1 warm-up (the two "
           f"implementations alternating in one process), peak RSS of each in its own "
           f"process over 2 steps, torch {torch.__version__}; ours with "
-          f"{'Winograd' if winograd else 'direct'} convolutions", flush=True)
+          f"{'Winograd (in fp32)' if winograd else 'direct'} convolutions", flush=True)
     print(f"machine: {cpu_description()}; load average {load_average()}", flush=True)
     rows = []
     for batch in args.batches:

@@ -93,7 +93,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "'random' is an explicit choice for tests and offline demos")
     p.add_argument("--no-winograd", action="store_true",
                    help="on the CPU, use torch's direct 3x3 convolutions instead of NNPACK's "
-                   "Winograd kernels (faster; they round differently, by ~1e-5)")
+                   "Winograd kernels (which are faster but round differently, by ~1e-5)")
     p.add_argument("--sync-bn", action="store_true",
                    help="synchronise BatchNorm statistics across GPUs")
     p.set_defaults(func=run)

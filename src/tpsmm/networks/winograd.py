@@ -122,4 +122,3 @@ def use_winograd(module: nn.Module) -> int:
         else:
             replaced += use_winograd(child)
     return replaced
-
