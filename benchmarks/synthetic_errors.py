@@ -35,6 +35,7 @@ from scipy.ndimage import binary_dilation
 from tpsmm import TPSMM
 from tpsmm.data import synthetic
 from tpsmm.demo import CHECKPOINT_NAME, CONFIG, assets_dir
+from tpsmm.evaluation.reconstruction import background_used, generate_frames
 
 HELD_OUT_SEED = 1  # training used dataset seed 0
 REGIONS = ("character", "uncovered", "near", "far")
@@ -73,14 +74,9 @@ def regions(identity: int, frames: int, size: int, band: int) -> tuple[dict, tor
 @torch.no_grad()
 def predict(model: TPSMM, frames: torch.Tensor) -> dict[str, torch.Tensor]:
     """Reconstruction of ``frames`` from frame 0: prediction and deformed, (T, 3, S, S)."""
-    source = frames[:1].expand_as(frames)
-    kp_source = model.kp_detector(frames[:1])["fg_kp"].expand(len(frames), -1, -1)
-    kp_driving = model.kp_detector(frames)
-    use_bg = "bg_predictor" in model.loaded and model.bg_predictor is not None
-    bg_param = model.bg_predictor(source, frames) if use_bg else None
-    motion = model.dense_motion_network(source, kp_driving, {"fg_kp": kp_source},
-                                        bg_param=bg_param)
-    out = model.inpainting_network(source, motion)
+    source = frames[:1]
+    out = generate_frames(model, source, frames, model.kp_detector(source),
+                          background_used(model))
     return {"prediction": out["prediction"], "deformed": out["deformed"]}
 
 
@@ -113,7 +109,7 @@ def main() -> int:
             counts[region] += int(mask.sum())
     total = sum(counts.values())
     print(f"checkpoint: {args.checkpoint} (config {args.config}); background predictor "
-          f"{'used' if 'bg_predictor' in model.loaded else 'absent'}")
+          f"{'used' if background_used(model) else 'absent'}")
     print(f"{args.videos} held-out videos x {args.frames} frames (seed {HELD_OUT_SEED}), "
           f"{size}x{size}; 'near' = background within {args.band} px of the character")
     print("mean |error| per pixel of each region [its share of the frame's L1]")

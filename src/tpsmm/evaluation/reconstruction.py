@@ -227,15 +227,28 @@ def reconstruct_frames(model: TPSMM | None, source: torch.Tensor, driving: torch
     Returns:
         (n, 3, H, W) in [0, 1].
     """
+    if model is None:
+        return source.expand_as(driving).clone()
+    return generate_frames(model, source, driving, kp_source, use_bg)["prediction"]
+
+
+def generate_frames(model: TPSMM, source: torch.Tensor, driving: torch.Tensor,
+                    kp_source: dict, use_bg: bool) -> dict:
+    """:func:`reconstruct_frames` with everything the inpainting network returns
+    (``prediction``, ``deformed``, ``occlusion_map``, ...), each with n rows."""
     count = driving.shape[0]
     sources = source.expand(count, -1, -1, -1)
-    if model is None:
-        return sources.clone()
     kp_sources = {"fg_kp": kp_source["fg_kp"].expand(count, -1, -1)}
     kp_driving = model.kp_detector(driving)
     bg_param = model.bg_predictor(sources, driving) if use_bg else None
     motion = model.dense_motion_network(sources, kp_driving, kp_sources, bg_param=bg_param)
-    return model.inpainting_network(sources, motion)["prediction"]
+    return model.inpainting_network(sources, motion)
+
+
+def background_used(model: TPSMM) -> bool:
+    """Whether reconstruction moves the background: only with a trained BG predictor
+    (one loaded from the checkpoint), as the reference's reconstruction does."""
+    return "bg_predictor" in model.loaded and model.bg_predictor is not None
 
 
 def _predict_video(model: TPSMM | None, batches: Iterator[torch.Tensor], device: torch.device,
@@ -287,9 +300,8 @@ def reconstruct(dataset: FramesDataset, model: TPSMM | None = None, *,
     if model is not None:
         model.eval()
         device = next(model.parameters()).device
-        if use_bg is None:
-            use_bg = "bg_predictor" in model.loaded
-        use_bg = bool(use_bg and model.bg_predictor is not None)
+        use_bg = background_used(model) if use_bg is None else bool(
+            use_bg and model.bg_predictor is not None)
     out = Path(out_dir) if out_dir is not None else None
     total = len(dataset.videos) if max_videos is None else min(max_videos, len(dataset.videos))
     results: list[VideoResult] = []

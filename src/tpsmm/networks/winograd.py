@@ -3,21 +3,24 @@
 Almost every convolution of TPSMM is 3x3, stride 1, padding 1: the inpainting network's
 residual, down and up blocks, the dense motion hourglass, most of the ResNet-18s and all
 of the perceptual loss's VGG-19. oneDNN computes them directly on CPUs without AVX-512;
-NNPACK's Winograd F(6x6, 3x3) kernels need several times fewer multiplications. Measured
-on 2 AVX2 cores, batch 2, one sample at a time: 2-3.4x faster than oneDNN, for the
-forward pass and, identically, for the gradient with respect to the input, which for
-stride 1 and padding 1 is the same convolution with the kernel flipped and its channel
-axes swapped. The gradient with respect to the weights has no Winograd kernel in torch and
-stays with oneDNN.
+NNPACK's Winograd F(6x6, 3x3) kernels need several times fewer multiplications. The
+gradient with respect to the input is, for stride 1 and padding 1, the same convolution
+with the kernel rotated by 180 degrees and its channel axes swapped
+(:func:`adjoint_kernel`), so it runs through Winograd too; the gradient with respect to
+the weights has no Winograd kernel in torch and stays with oneDNN.
 
-Winograd rounds differently from direct convolution: outputs differ by ~1e-5 relative to
-their largest value (fp32), as between any two convolution algorithms, and the golden
-losses and gradient norms hold within their tolerances (tests/test_golden.py).
+``python benchmarks/winograd_layers.py`` times TPSMM's layer shapes. Last run (2 AVX2
+cores, batch 2): 1.6-1.9x oneDNN's speed at 32x32, 2.0-3.2x from 64x64 up, for the
+forward pass and the input gradient alike; but 0.8-0.9x at 16x16 and 0.1-0.3x at 8x8 and
+below with 512-1024 channels: NNPACK transforms the whole kernel on every call, which only
+pays off over enough output tiles. Maps under :data:`MIN_PIXELS` therefore stay with
+oneDNN. Samples go through NNPACK one at a time: given a batch, it switches to an
+algorithm that is slower than oneDNN here.
 
-Samples go through NNPACK one at a time: given a batch, it switches to an algorithm that
-is slower than oneDNN here. Small feature maps stay with oneDNN: NNPACK transforms the
-whole kernel on every call, which only pays off over enough output tiles (measured: 0.2-0.4x
-oneDNN's speed at 8x8 and below with 512-2048 channels, 0.85x at 16x16, 1.5-2x at 32x32).
+Winograd rounds differently from direct convolution (the benchmark prints the largest
+difference relative to the largest output: 0.6-1.7e-5 in fp32), as between any two
+convolution algorithms; the golden losses and gradient norms hold within their
+tolerances with it (tests/test_golden.py).
 """
 
 from __future__ import annotations
@@ -39,11 +42,22 @@ def winograd_available(device: torch.device, precision: str = "fp32") -> bool:
             and hasattr(torch, "_nnpack_spatial_convolution"))
 
 
-def _nnpack(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """``x: (B, C_in, H, W)``, ``weight: (C_out, C_in, 3, 3)`` -> ``(B, C_out, H, W)``."""
+def winograd_conv3x3(x: torch.Tensor, weight: torch.Tensor,
+                     bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``conv2d(x, weight, bias, padding=1)`` through NNPACK, one sample at a time.
+
+    ``x: (B, C_in, H, W)`` fp32 on the CPU, ``weight: (C_out, C_in, 3, 3)`` ->
+    ``(B, C_out, H, W)``. NNPACK must be initialised (:func:`winograd_available`).
+    """
     x = x.contiguous()
     return torch.cat([torch._nnpack_spatial_convolution(sample[None], weight, bias, [1, 1])
                       for sample in x])
+
+
+def adjoint_kernel(weight: torch.Tensor) -> torch.Tensor:
+    """``(C_out, C_in, 3, 3)`` -> ``(C_in, C_out, 3, 3)``: the kernel whose stride-1,
+    padding-1 convolution of an output gradient is the input gradient."""
+    return weight.flip(2, 3).transpose(0, 1).contiguous()
 
 
 class _WinogradConv3x3(torch.autograd.Function):
@@ -54,7 +68,7 @@ class _WinogradConv3x3(torch.autograd.Function):
                 bias: torch.Tensor | None) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        return _nnpack(x, weight, bias)
+        return winograd_conv3x3(x, weight, bias)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor):
@@ -62,10 +76,9 @@ class _WinogradConv3x3(torch.autograd.Function):
         grad = grad.contiguous()
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            # The adjoint of a stride-1, padding-1 3x3 convolution: the same convolution
-            # with the kernel rotated by 180 degrees and C_in / C_out swapped.
-            adjoint = weight.flip(2, 3).transpose(0, 1).contiguous()
-            grad_x = _nnpack(grad, adjoint, None)
+            # Recomputed every backward pass: the weights change every step, and
+            # caching the frozen VGG-19's would hold ~80 MB to save ~1% of a step.
+            grad_x = winograd_conv3x3(grad, adjoint_kernel(weight))
         want_weight = ctx.needs_input_grad[1]
         want_bias = ctx.has_bias and ctx.needs_input_grad[2]
         if want_weight or want_bias:

@@ -217,8 +217,8 @@ class Stage1:
         self.bg = self.model.bg_predictor
         vgg = load_vgg19(self.params["perceptual_weights"], ctx.device).eval()
         self.vgg = vgg.to(memory_format=self.memory_format)
-        self.winograd = (winograd and not channels_last and precision == "fp32"
-                         and winograd_available(ctx.device))
+        self.winograd = (winograd and not channels_last
+                         and winograd_available(ctx.device, precision))
         if self.winograd:
             # Not in the ResNet-18 detectors: little of the work, and their gradients
             # (BatchNorm over a small batch) amplify rounding differences the most.
