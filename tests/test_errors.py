@@ -47,6 +47,23 @@ def test_train_params_checked_when_training_needs_them():
         _ = config.train_params
 
 
+def test_dense_motion_too_shallow_for_its_masks_names_file_and_fix(tmp_path):
+    """At scale_factor 1 all four occlusion masks come from the hourglass: 4 blocks."""
+    path = tmp_path / "full-res.yaml"
+    text = resources.files("tpsmm").joinpath("configs/synthetic-64.yaml").read_text()
+    path.write_text(text.replace("scale_factor: 0.25", "scale_factor: 1.0"))
+    with pytest.raises(ConfigError, match=r"full-res\.yaml: dense_motion_params: .* "
+                       r"need 4 hourglass outputs, but num_blocks 3 .* num_blocks >= 4"):
+        TPSMM.from_config(path)
+    config = load_config(path)
+    config["model_params"]["dense_motion_params"].update(num_blocks=4, block_expansion=4,
+                                                          max_features=8)
+    masks = TPSMM(config).dense_motion_network(
+        torch.rand(1, 3, 64, 64), *[{"fg_kp": torch.rand(1, 50, 2) * 2 - 1}] * 2
+    )["occlusion_map"]
+    assert [m.shape[-1] for m in masks] == [8, 16, 32, 64]
+
+
 def test_reference_yaml_without_image_size_defaults_to_256():
     data = dict(load_config("ted-384"))
     del data["image_size"]

@@ -15,7 +15,7 @@ from tpsmm.checkpoint import (
     read_checkpoint,
 )
 from tpsmm.config import Config, bundled_configs, load_config
-from tpsmm.errors import CheckpointError
+from tpsmm.errors import CheckpointError, ConfigError
 from tpsmm.networks import (
     AVDNetwork,
     BGMotionPredictor,
@@ -44,7 +44,11 @@ class TPSMM(nn.Module):
         params = config.model_params
         common = params["common_params"]
         self.kp_detector = KPDetector(**common, **params.get("kp_detector_params", {}))
-        self.dense_motion_network = DenseMotionNetwork(**common, **params["dense_motion_params"])
+        try:
+            self.dense_motion_network = DenseMotionNetwork(
+                **common, **params["dense_motion_params"])
+        except ConfigError as error:
+            raise ConfigError(f"{config.source}: {error}") from None
         self.inpainting_network = InpaintingNetwork(**common, **params["generator_params"])
         self.bg_predictor = (
             BGMotionPredictor(**params.get("bg_predictor_params", {}))

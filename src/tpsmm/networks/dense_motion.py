@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tpsmm.errors import ConfigError
 from tpsmm.geometry import KeypointTPS, apply_projective, keypoint_heatmaps, make_coordinate_grid
 from tpsmm.networks.blocks import AntiAliasInterpolation2d, Hourglass, UpBlock2d
 
@@ -62,6 +63,12 @@ class DenseMotionNetwork(nn.Module):
             up_channels = [channels[-1] // 2**i for i in range(self.up_nums)]
             self.up = nn.ModuleList(UpBlock2d(c, c // 2) for c in up_channels)
             from_hourglass = self.occlusion_num - self.up_nums
+            if not 0 <= from_hourglass <= num_blocks:
+                raise ConfigError(
+                    f"dense_motion_params: the {self.occlusion_num} occlusion masks at "
+                    f"scale_factor {scale_factor} need {from_hourglass} hourglass outputs, "
+                    f"but num_blocks {num_blocks} gives {num_blocks}; use scale_factor "
+                    f"between 1/16 and 1 and num_blocks >= {max(from_hourglass, 1)}")
             mask_channels = [channels[-i - 1] for i in reversed(range(from_hourglass))]
             mask_channels += [channels[-1] // 2 ** (i + 1) for i in range(self.up_nums)]
         else:
