@@ -1,8 +1,9 @@
 """Seconds per training step and peak RSS: ``tpsmm.training`` against a reference-style step.
 
-Both steps train the same networks (the vox-256 config at 256x256, seeded
-identically) on the same random batches, at epoch 10 (background predictor
-and TPS dropout both on, the costliest phase). They differ only in how the
+Both steps train the same networks (the vox-256 config at 256x256, or
+``--config`` at ``--size``), seeded identically, on the same random batches,
+at epoch 10 (background predictor and TPS dropout both on, the costliest
+phase). They differ only in how the
 step is run:
 
 - *reference*: written the way the reference's ``train.py`` does it: the sum
@@ -26,6 +27,7 @@ weights: the weights do not change the cost. Run::
 
     python benchmarks/train_step.py                      # batch 2 and 4, fp32 and bf16
     python benchmarks/train_step.py --size 128 --batches 2 --steps 1 --precisions fp32
+    python benchmarks/train_step.py --config synthetic-64 --size 64 --batches 8 --precisions fp32
 
 and read the table: seconds per step (median of ``--steps`` after one
 warm-up step), peak RSS, and ours/reference ratios (speed-up > 1 is better).
@@ -52,8 +54,8 @@ from tpsmm.config import load_config
 EPOCH = 10
 
 
-def _config(size: int):
-    config = load_config("vox-256")
+def _config(name: str, size: int):
+    config = load_config(name)
     config["image_size"] = size
     config["train_params"]["perceptual_weights"] = "random"
     return config
@@ -78,13 +80,13 @@ def _reference_losses() -> Iterator[None]:
         losses_module.warp_loss = saved
 
 
-def _reference_step(size: int, batch: int, precision: str):
+def _reference_step(name: str, size: int, batch: int, precision: str):
     """A step as the reference writes it, around the same networks and losses."""
     from tpsmm.losses import GeneratorFullModel
     from tpsmm.model import TPSMM
     from tpsmm.networks import load_vgg19
 
-    config = _config(size)
+    config = _config(name, size)
     params = config.train_params
     torch.manual_seed(0)
     model = TPSMM(config).train()
@@ -116,10 +118,10 @@ def _reference_step(size: int, batch: int, precision: str):
     return step
 
 
-def _our_step(size: int, batch: int, precision: str, winograd: bool = True):
+def _our_step(name: str, size: int, batch: int, precision: str, winograd: bool = True):
     from tpsmm.training.trainer import Stage1
 
-    stage = Stage1(_config(size), seed=0, precision=precision, winograd=winograd)
+    stage = Stage1(_config(name, size), seed=0, precision=precision, winograd=winograd)
     return lambda x: stage.step(x, EPOCH)
 
 
@@ -128,14 +130,15 @@ def _batch(generator: torch.Generator, batch: int, size: int) -> dict[str, torch
             for key in ("source", "driving")}
 
 
-def time_both(size: int, batch: int, precision: str, steps: int, winograd: bool) -> dict:
+def time_both(name: str, size: int, batch: int, precision: str, steps: int,
+              winograd: bool) -> dict:
     """Seconds per step of both implementations, alternating step by step.
 
     On a machine shared with other jobs the load changes from minute to
     minute; alternating makes both implementations see the same load.
     """
-    steps_by_name = {"reference": _reference_step(size, batch, precision),
-                     "ours": _our_step(size, batch, precision, winograd)}
+    steps_by_name = {"reference": _reference_step(name, size, batch, precision),
+                     "ours": _our_step(name, size, batch, precision, winograd)}
     generator = torch.Generator().manual_seed(0)
     times: dict[str, list[float]] = {name: [] for name in steps_by_name}
     for index in range(steps + 1):
@@ -150,13 +153,13 @@ def time_both(size: int, batch: int, precision: str, steps: int, winograd: bool)
             for name, values in times.items()}
 
 
-def peak_memory(implementation: str, size: int, batch: int, precision: str,
+def peak_memory(implementation: str, name: str, size: int, batch: int, precision: str,
                 winograd: bool) -> dict:
     """Peak RSS of one implementation over two steps (the second has Adam's state)."""
     if implementation == "reference":
-        step = _reference_step(size, batch, precision)
+        step = _reference_step(name, size, batch, precision)
     else:
-        step = _our_step(size, batch, precision, winograd)
+        step = _our_step(name, size, batch, precision, winograd)
     generator = torch.Generator().manual_seed(0)
     for index in range(2):
         torch.manual_seed(index)
@@ -175,6 +178,8 @@ def _run_child(arguments: list[str], threads: int, steps: int, winograd: bool) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="vox-256",
+                        help="the networks and losses of this config (bundled name or YAML)")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batches", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"],
@@ -192,15 +197,16 @@ def main() -> None:
     if args.child:
         kind, *rest = args.child
         if kind == "time":
-            size, batch, precision = rest
-            result = time_both(int(size), int(batch), precision, args.steps, winograd)
+            name, size, batch, precision = rest
+            result = time_both(name, int(size), int(batch), precision, args.steps, winograd)
         else:
-            implementation, size, batch, precision = rest
-            result = peak_memory(implementation, int(size), int(batch), precision, winograd)
+            implementation, name, size, batch, precision = rest
+            result = peak_memory(implementation, name, int(size), int(batch), precision,
+                                 winograd)
         print(json.dumps(result))
         return
 
-    print(f"train step, vox-256 networks at {args.size}x{args.size}, CPU, {args.threads} "
+    print(f"train step, {args.config} networks at {args.size}x{args.size}, CPU, {args.threads} "
           f"thread(s), median of {args.steps} step(s) after 1 warm-up (the two "
           f"implementations alternating in one process), peak RSS of each in its own "
           f"process over 2 steps, torch {torch.__version__}; ours with "
@@ -209,7 +215,7 @@ def main() -> None:
     rows = []
     for batch in args.batches:
         for precision in args.precisions:
-            shape = [str(args.size), str(batch), precision]
+            shape = [args.config, str(args.size), str(batch), precision]
             row = {"batch": batch, "precision": precision,
                    **_run_child(["time", *shape], args.threads, args.steps, winograd)}
             for implementation in ("reference", "ours"):

@@ -1,13 +1,18 @@
-"""Per-layer speed of NNPACK's Winograd 3x3 convolution against torch's direct (oneDNN) one.
+"""Per-layer speed of the Winograd 3x3 convolutions against torch's direct (oneDNN) one.
 
-For layer shapes of TPSMM at 256x256 (inpainting network, dense motion hourglass,
-VGG-19), at batch 2: the forward pass and the gradient with respect to the input, as
-:mod:`tpsmm.networks.winograd` computes them (one sample at a time; the input gradient as
-the convolution with the flipped, transposed kernel), against ``F.conv2d`` and
-``convolution_backward``; plus oneDNN's weight gradient, which stays with oneDNN. The
-speed-ups say which maps Winograd pays on (``MIN_PIXELS``). Best of ``--repeats``. The
-last column is the largest difference between the two forward outputs, relative to the
-largest output (the rounding of the two algorithms).
+For layer shapes of TPSMM (inpainting network, dense motion hourglass, VGG-19) at
+256x256 and 64x64: the forward pass and the gradient with respect to the input, as
+:mod:`tpsmm.networks.winograd` computes them, against ``F.conv2d`` and
+``convolution_backward``. Two Winograd algorithms: NNPACK's F(6x6, 3x3), one sample at a
+time (the input gradient as the convolution with the flipped, transposed kernel), and the
+batched F(4x4, 3x3) of ``f4_conv3x3`` with its kernel already transformed (as for a frozen
+layer, whose transform is cached), plus the time of that transform (``G g G^T``), which a
+trained layer pays once per step for both passes. oneDNN's weight gradient, which stays
+with oneDNN, is shown for scale. The speed-ups say which layers each algorithm pays on
+(``MIN_PIXELS``, ``MIN_SIDE``, ``F4_MIN_TILES``, ``F4_MIN_CHANNELS``; run it with
+``--batch 8`` for the batch of 64x64 training). Best of ``--repeats``. The last columns
+are the largest difference between each Winograd output and the direct one, relative to
+the largest output (the rounding of the algorithms).
 
     python benchmarks/winograd_layers.py
 """
@@ -24,17 +29,26 @@ import torch.nn.functional as F
 from _common import cpu_description, load_average
 
 from tpsmm.networks.winograd import (
+    F4_MIN_CHANNELS,
+    F4_MIN_TILES,
     MIN_PIXELS,
+    MIN_SIDE,
     adjoint_kernel,
+    f4_conv3x3,
+    f4_conv3x3_input_grad,
     winograd_available,
     winograd_conv3x3,
+    winograd_kernel,
 )
 
-# (C_in, C_out, H = W): inpainting, dense-motion hourglass (1/4 resolution), VGG-19.
+# (C_in, C_out, H = W): inpainting, dense-motion hourglass, VGG-19 at 256x256 (the first
+# 15) and the VGG-19's and hourglass's small maps of 64x64 training (the rest).
 SHAPES = [
     (512, 512, 32), (512, 512, 64), (256, 256, 128), (512, 256, 64), (256, 64, 256),
     (64, 128, 256), (84, 128, 64), (128, 256, 32), (256, 512, 16), (512, 1024, 8),
     (1024, 1024, 4), (1024, 1024, 2), (64, 64, 256), (128, 128, 128), (256, 256, 64),
+    (128, 128, 16), (256, 256, 16), (256, 256, 8), (512, 512, 8), (512, 512, 4),
+    (256, 256, 4), (512, 512, 2),
 ]
 
 
@@ -48,6 +62,10 @@ def best_time(run: Callable[[], object], repeats: int) -> float:
     return best
 
 
+def _difference(output: torch.Tensor, direct: torch.Tensor) -> float:
+    return ((output - direct).abs().max() / direct.abs().max()).item()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=2)
@@ -58,36 +76,45 @@ def main() -> int:
     if not winograd_available(torch.device("cpu")):
         sys.exit("this build of torch has no NNPACK")
     print(f"machine: {cpu_description()}; load average {load_average()}; batch {args.batch}; "
-          f"times in ms, best of {args.repeats}; Winograd is used on maps >= {MIN_PIXELS} px")
-    print(f"{'layer':<18} {'fwd oneDNN':>10} {'Winograd':>9} {'ratio':>6}  "
-          f"{'d/dx oneDNN':>11} {'Winograd':>9} {'ratio':>6}  {'d/dw oneDNN':>11} "
-          f"{'rel. diff':>9}")
+          f"times in ms, best of {args.repeats}. Used: NNPACK on maps >= {MIN_PIXELS} px, "
+          f"F(4x4) below them down to {MIN_SIDE}x{MIN_SIDE} from {F4_MIN_TILES} tiles over "
+          f"the batch and {F4_MIN_CHANNELS} channels in and out")
+    print(f"{'layer':<18} | {'forward: oneDNN':>15} {'NNPACK':>13} {'F(4x4)':>13} | "
+          f"{'d/dx: oneDNN':>12} {'NNPACK':>13} {'F(4x4)':>13} | {'GgG^T':>6} "
+          f"{'trained':>7} | {'d/dw':>7} | {'diff NNPACK':>11} {'F(4x4)':>7}")
     generator = torch.Generator().manual_seed(0)
     for c_in, c_out, size in SHAPES:
         x = torch.randn(args.batch, c_in, size, size, generator=generator)
         grad = torch.randn(args.batch, c_out, size, size, generator=generator)
         weight = torch.randn(c_out, c_in, 3, 3, generator=generator) * 0.05
-        adjoint = adjoint_kernel(weight)
+        adjoint, kernel = adjoint_kernel(weight), winograd_kernel(weight)
 
         def backward(mask: list[bool], weight=weight, x=x, grad=grad) -> object:
             return torch.ops.aten.convolution_backward(
                 grad, x, weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, mask)
 
-        times = [
-            best_time(lambda x=x, weight=weight: F.conv2d(x, weight, padding=1), args.repeats),
-            best_time(lambda x=x, weight=weight: winograd_conv3x3(x, weight), args.repeats),
-            best_time(lambda: backward([True, False, False]), args.repeats),
-            best_time(lambda grad=grad, adjoint=adjoint: winograd_conv3x3(grad, adjoint),
-                      args.repeats),
-            best_time(lambda: backward([False, True, False]), args.repeats),
-        ]
+        runs = {
+            "forward": lambda x=x, weight=weight: F.conv2d(x, weight, padding=1),
+            "forward NNPACK": lambda x=x, weight=weight: winograd_conv3x3(x, weight),
+            "forward F4": lambda x=x, kernel=kernel: f4_conv3x3(x, kernel),
+            "dx": lambda: backward([True, False, False]),
+            "dx NNPACK": lambda grad=grad, adjoint=adjoint: winograd_conv3x3(grad, adjoint),
+            "dx F4": lambda grad=grad, kernel=kernel: f4_conv3x3_input_grad(grad, kernel),
+            "transform": lambda weight=weight: winograd_kernel(weight),
+            "dw": lambda: backward([False, True, False]),
+        }
+        t = {name: best_time(run, args.repeats) for name, run in runs.items()}
+        ms = {name: 1000 * value for name, value in t.items()}
+        trained = (t["forward"] + t["dx"]) / (t["forward F4"] + t["dx F4"] + t["transform"])
         direct = F.conv2d(x, weight, padding=1)
-        difference = ((winograd_conv3x3(x, weight) - direct).abs().max()
-                      / direct.abs().max()).item()
-        ms = [1000 * t for t in times]
-        print(f"{c_in:>4}->{c_out:<4} @{size:>3}x{size:<3} {ms[0]:10.2f} {ms[1]:9.2f} "
-              f"{times[0] / times[1]:5.2f}x  {ms[2]:11.2f} {ms[3]:9.2f} "
-              f"{times[2] / times[3]:5.2f}x  {ms[4]:11.2f} {difference:9.1e}", flush=True)
+        print(f"{c_in:>4}->{c_out:<4} @{size:>3}x{size:<3} | {ms['forward']:15.2f} "
+              f"{ms['forward NNPACK']:7.2f} {t['forward'] / t['forward NNPACK']:4.2f}x "
+              f"{ms['forward F4']:7.2f} {t['forward'] / t['forward F4']:4.2f}x | "
+              f"{ms['dx']:12.2f} {ms['dx NNPACK']:7.2f} {t['dx'] / t['dx NNPACK']:4.2f}x "
+              f"{ms['dx F4']:7.2f} {t['dx'] / t['dx F4']:4.2f}x | {ms['transform']:6.2f} "
+              f"{trained:6.2f}x | {ms['dw']:7.2f} | "
+              f"{_difference(winograd_conv3x3(x, weight), direct):11.1e} "
+              f"{_difference(f4_conv3x3(x, kernel), direct):7.1e}", flush=True)
     return 0
 
 

@@ -7,11 +7,16 @@ import torch
 import torch.nn.functional as F
 
 from tpsmm.networks.winograd import (
+    F4_MIN_CHANNELS,
     MIN_PIXELS,
     WinogradConv2d,
     _WinogradConv3x3,
+    _WinogradF4Conv3x3,
+    f4_conv3x3,
+    f4_conv3x3_input_grad,
     use_winograd,
     winograd_available,
+    winograd_kernel,
 )
 
 pytestmark = [
@@ -97,3 +102,69 @@ def test_use_winograd_replaces_only_fitting_convolutions() -> None:
     assert isinstance(net[0], WinogradConv2d) and isinstance(net[1][0], WinogradConv2d)
     assert not any(isinstance(m, WinogradConv2d) for m in net[2:])
     assert list(net.state_dict()) == keys
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 9, 13), (1, 3, 2, 4, 4), (3, 4, 6, 8, 5)])
+def test_f4_forward_and_input_gradient_match_direct_convolution(shape) -> None:
+    """Sizes that are not multiples of the 4x4 tile exercise the padding and cropping."""
+    batch, c_in, c_out, h, w = shape
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, c_in, h, w, generator=generator, requires_grad=True)
+    weight = torch.randn(c_out, c_in, 3, 3, generator=generator)
+    bias = torch.randn(c_out, generator=generator)
+    upstream = torch.randn(batch, c_out, h, w, generator=generator)
+    direct = F.conv2d(x, weight, bias, padding=1)
+    expected_grad = torch.autograd.grad((direct * upstream).sum(), x)[0]
+    kernel = winograd_kernel(weight)
+    for actual, expected in ((f4_conv3x3(x.detach(), kernel, bias), direct),
+                             (f4_conv3x3_input_grad(upstream, kernel), expected_grad)):
+        scale = expected.abs().max().item()
+        torch.testing.assert_close(actual, expected.detach(), rtol=0, atol=1e-5 * scale)
+
+
+def _wide_pair() -> tuple[torch.nn.Conv2d, WinogradConv2d]:
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(F4_MIN_CHANNELS, F4_MIN_CHANNELS, 3, padding=1)
+    return conv, WinogradConv2d.replacing(conv)
+
+
+def test_small_maps_of_wide_layers_take_f4_with_all_gradients(monkeypatch) -> None:
+    conv, winograd = _wide_pair()
+    x = torch.randn(8, F4_MIN_CHANNELS, 8, 8, requires_grad=True)  # 32 tiles of 4x4
+    upstream = torch.randn(8, F4_MIN_CHANNELS, 8, 8)
+    calls = []
+    apply = _WinogradF4Conv3x3.apply
+    monkeypatch.setattr(_WinogradF4Conv3x3, "apply",
+                        lambda *args: calls.append(args) or apply(*args))
+    grads = []
+    for module in (conv, winograd):
+        conv.zero_grad()
+        x.grad = None
+        (module(x) * upstream).sum().backward()
+        grads.append([x.grad.clone(), conv.weight.grad.clone(), conv.bias.grad.clone()])
+    assert len(calls) == 1
+    for expected, actual in zip(*grads, strict=True):
+        scale = expected.abs().max().item()
+        torch.testing.assert_close(actual, expected, rtol=0, atol=1e-5 * scale)
+    # Too few tiles (batch 1) or too few channels: the direct convolution.
+    with torch.no_grad():
+        winograd(torch.randn(1, F4_MIN_CHANNELS, 8, 8))
+        narrow = WinogradConv2d.replacing(torch.nn.Conv2d(F4_MIN_CHANNELS, 128, 3, padding=1))
+        narrow(torch.randn(8, F4_MIN_CHANNELS, 8, 8))
+    assert len(calls) == 1
+
+
+def test_frozen_kernel_is_cached_until_the_weight_changes(monkeypatch) -> None:
+    conv, winograd = _wide_pair()
+    conv.requires_grad_(False)
+    transforms = []
+    monkeypatch.setattr("tpsmm.networks.winograd.winograd_kernel",
+                        lambda weight: transforms.append(1) or winograd_kernel(weight))
+    x = torch.randn(8, F4_MIN_CHANNELS, 8, 8)
+    for _ in range(2):
+        torch.testing.assert_close(winograd(x), conv(x), rtol=0, atol=1e-4)
+    assert len(transforms) == 1
+    with torch.no_grad():
+        conv.weight.mul_(-1)  # in place: the version counter moves
+    torch.testing.assert_close(winograd(x), conv(x), rtol=0, atol=1e-4)
+    assert len(transforms) == 2

@@ -1,24 +1,32 @@
-"""3x3 convolutions through NNPACK's Winograd kernels on the CPU, for training and inference.
+"""3x3 convolutions through Winograd's minimal filtering on the CPU, for training and inference.
 
 Almost every convolution of TPSMM is 3x3, stride 1, padding 1: the inpainting network's
 residual, down and up blocks, the dense motion hourglass, most of the ResNet-18s and all
 of the perceptual loss's VGG-19. oneDNN computes them directly on CPUs without AVX-512;
-NNPACK's Winograd F(6x6, 3x3) kernels need several times fewer multiplications. The
-gradient with respect to the input is, for stride 1 and padding 1, the same convolution
-with the kernel rotated by 180 degrees and its channel axes swapped
-(:func:`adjoint_kernel`), so it runs through Winograd too; the gradient with respect to
-the weights has no Winograd kernel in torch and stays with oneDNN.
+Winograd's algorithms need several times fewer multiplications. Two are used:
 
-``python benchmarks/winograd_layers.py`` times TPSMM's layer shapes. Last run (2 AVX2
-cores, batch 2): 1.6-1.9x oneDNN's speed at 32x32, 2.0-3.2x from 64x64 up, for the
-forward pass and the input gradient alike; but 0.8-0.9x at 16x16 and 0.1-0.3x at 8x8 and
-below with 512-1024 channels: NNPACK transforms the whole kernel on every call, which only
-pays off over enough output tiles. Maps under :data:`MIN_PIXELS` therefore stay with
-oneDNN. Samples go through NNPACK one at a time: given a batch, it switches to an
-algorithm that is slower than oneDNN here.
+- NNPACK's F(6x6, 3x3), for maps of at least :data:`MIN_PIXELS`. Samples go through it one
+  at a time: given a batch, it switches to an algorithm that is slower than oneDNN here. It
+  transforms the whole kernel on every call, which only pays off over enough output tiles:
+  ``python benchmarks/winograd_layers.py`` (2 AVX2 cores, batch 2) measured 1.6-1.9x
+  oneDNN's speed at 32x32 and 2.0-3.2x from 64x64 up, but 0.8x at 16x16 and 0.1-0.3x at 8x8
+  and below.
+- For smaller maps, F(4x4, 3x3) written with torch's matrix products (:func:`f4_conv3x3`):
+  the whole batch at once, each transform one product over all tiles, and the kernel
+  transform cached for frozen layers (the VGG-19). At batch 8 it measured 1.5-2.3x oneDNN
+  on the VGG-19's 256- and 512-channel layers at 16x16 to 4x4 of 64x64 training, forward,
+  and 1.2-1.9x for the input gradient from 8x8 up; but less than 1x with 128 channels,
+  hence :data:`F4_MIN_CHANNELS`.
+
+The gradient with respect to the input is, for stride 1 and padding 1, the same
+convolution with the kernel rotated by 180 degrees and its channel axes swapped
+(:func:`adjoint_kernel`), so it runs through NNPACK too; through F(4x4, 3x3) it is the
+transpose of each step (:func:`f4_conv3x3_input_grad`), with the same transformed kernel.
+The gradient with respect to the weights has no Winograd kernel in torch and stays with
+oneDNN.
 
 Winograd rounds differently from direct convolution (the benchmark prints the largest
-difference relative to the largest output: 0.6-1.7e-5 in fp32), as between any two
+difference relative to the largest output: 0.6-2e-5 in fp32), as between any two
 convolution algorithms; the golden losses and gradient norms hold within their
 tolerances with it (tests/test_golden.py).
 """
@@ -28,6 +36,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 #: Feature maps with fewer pixels than this (32x32) use the direct convolution.
@@ -60,6 +69,90 @@ def adjoint_kernel(weight: torch.Tensor) -> torch.Tensor:
     return weight.flip(2, 3).transpose(0, 1).contiguous()
 
 
+# Winograd F(4x4, 3x3) (Lavin & Gray, 2016): a 4x4 output tile from a 6x6 input tile,
+# Y = A^T [(G g G^T) * (B^T d B)] A. On row-major flattened tiles, B^T d B is
+# kron(B^T, B^T) vec(d), so each transform is one matrix product over all tiles.
+_BT = torch.tensor([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                    [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
+                   dtype=torch.float64)
+_G = torch.tensor([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                   [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+                  dtype=torch.float64)
+_AT = torch.tensor([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
+                    [0, 1, -1, 8, -8, 1]], dtype=torch.float64)
+_B36 = torch.kron(_BT, _BT).float()  # (36, 36): input tile -> Winograd domain
+_G36 = torch.kron(_G, _G).float()  # (36, 9): kernel -> Winograd domain
+_A16 = torch.kron(_AT, _AT).float()  # (16, 36): Winograd domain -> output tile
+
+#: Below :data:`MIN_PIXELS`, the F(4x4, 3x3) path takes maps of at least this many rows
+#: and columns, batches of at least this many 4x4 output tiles and layers of at least this
+#: many input and output channels: with less, its tile transforms cost more than its
+#: products save (``python benchmarks/winograd_layers.py --batch 8``).
+MIN_SIDE = 4
+F4_MIN_TILES = 32
+F4_MIN_CHANNELS = 256
+
+
+def winograd_kernel(weight: torch.Tensor) -> torch.Tensor:
+    """``(C_out, C_in, 3, 3)`` -> ``(36, C_in, C_out)``: G g G^T of every kernel."""
+    c_out, c_in = weight.shape[:2]
+    return (_G36 @ weight.permute(2, 3, 1, 0).reshape(9, c_in * c_out)).view(36, c_in, c_out)
+
+
+def f4_conv3x3(x: torch.Tensor, kernel: torch.Tensor,
+               bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``conv2d(x, weight, bias, padding=1)`` by Winograd F(4x4, 3x3), the whole batch at once.
+
+    ``x: (B, C_in, H, W)`` fp32; ``kernel: (36, C_in, C_out)`` from :func:`winograd_kernel`
+    -> ``(B, C_out, H, W)``. One batched matrix product per tile position, so the kernel
+    transform is paid once per batch (NNPACK pays it per sample and per call).
+    """
+    n, c, h, w = x.shape
+    th, tw = -(-h // 4), -(-w // 4)
+    padded = F.pad(x, (1, 1 + 4 * tw - w, 1, 1 + 4 * th - h)).permute(0, 2, 3, 1)
+    tiles = padded.unfold(1, 6, 4).unfold(2, 6, 4)  # (B, th, tw, C_in, 6, 6)
+    tiles = tiles.permute(4, 5, 0, 1, 2, 3).reshape(36, -1)
+    products = torch.bmm((_B36 @ tiles).view(36, n * th * tw, c), kernel)
+    c_out = kernel.shape[2]
+    y = (_A16 @ products.view(36, -1)).view(4, 4, n, th, tw, c_out)
+    y = y.permute(2, 5, 3, 0, 4, 1).reshape(n, c_out, 4 * th, 4 * tw)[:, :, :h, :w]
+    return y if bias is None else y + bias.view(1, -1, 1, 1)
+
+
+def f4_conv3x3_input_grad(grad: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """The gradient of :func:`f4_conv3x3` with respect to ``x``: its transposed steps.
+
+    ``grad: (B, C_out, H, W)``, ``kernel: (36, C_in, C_out)`` -> ``(B, C_in, H, W)``. The
+    6x6 input tiles overlap by 2, so their gradients are summed back by ``fold``.
+    """
+    n, c_out, h, w = grad.shape
+    th, tw = -(-h // 4), -(-w // 4)
+    tiles = F.pad(grad, (0, 4 * tw - w, 0, 4 * th - h)).view(n, c_out, th, 4, tw, 4)
+    tiles = tiles.permute(3, 5, 0, 2, 4, 1).reshape(16, -1)
+    products = (_A16.T @ tiles).view(36, n * th * tw, c_out)
+    c_in = kernel.shape[1]
+    inputs = (_B36.T @ torch.bmm(products, kernel.transpose(1, 2)).view(36, -1))
+    inputs = inputs.view(6, 6, n, th, tw, c_in).permute(2, 5, 0, 1, 3, 4)
+    summed = F.fold(inputs.reshape(n, c_in * 36, th * tw), (4 * th + 2, 4 * tw + 2),
+                    kernel_size=6, stride=4)
+    return summed[:, :, 1:1 + h, 1:1 + w]
+
+
+def _weight_and_bias_grads(ctx: Any, grad: torch.Tensor, x: torch.Tensor,
+                           weight: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+    """oneDNN's weight and bias gradients, where autograd asks for them."""
+    want_weight = ctx.needs_input_grad[1]
+    want_bias = ctx.has_bias and ctx.needs_input_grad[2]
+    if not (want_weight or want_bias):
+        return None, None
+    bias_sizes = [weight.shape[0]] if want_bias else None
+    _, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+        grad, x, weight, bias_sizes, [1, 1], [1, 1], [1, 1], False, [0, 0], 1,
+        [False, want_weight, want_bias],
+    )
+    return grad_weight, grad_bias
+
+
 class _WinogradConv3x3(torch.autograd.Function):
     """conv2d(x, weight, bias, padding=1) with Winograd forward and input gradient."""
 
@@ -74,37 +167,74 @@ class _WinogradConv3x3(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor):
         x, weight = ctx.saved_tensors
         grad = grad.contiguous()
-        grad_x = grad_weight = grad_bias = None
+        grad_x = None
         if ctx.needs_input_grad[0]:
             # Recomputed every backward pass: the weights change every step, and
             # caching the frozen VGG-19's would hold ~80 MB to save ~1% of a step.
             grad_x = winograd_conv3x3(grad, adjoint_kernel(weight))
-        want_weight = ctx.needs_input_grad[1]
-        want_bias = ctx.has_bias and ctx.needs_input_grad[2]
-        if want_weight or want_bias:
-            bias_sizes = [weight.shape[0]] if want_bias else None
-            _, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
-                grad, x, weight, bias_sizes, [1, 1], [1, 1], [1, 1], False, [0, 0], 1,
-                [False, want_weight, want_bias],
-            )
-        return grad_x, grad_weight, grad_bias
+        return (grad_x, *_weight_and_bias_grads(ctx, grad, x, weight))
+
+
+class _WinogradF4Conv3x3(torch.autograd.Function):
+    """conv2d(x, weight, bias, padding=1) by F(4x4, 3x3), given the transformed kernel.
+
+    The kernel is an input rather than computed here so that a frozen layer can pass a
+    cached one; the backward pass reuses it (transposed) for the input gradient.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                kernel: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, weight, kernel)
+        ctx.has_bias = bias is not None
+        return f4_conv3x3(x, kernel, bias)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor):
+        x, weight, kernel = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_x = f4_conv3x3_input_grad(grad, kernel) if ctx.needs_input_grad[0] else None
+        return (grad_x, *_weight_and_bias_grads(ctx, grad, x, weight), None)
 
 
 class WinogradConv2d(nn.Conv2d):
     """A 3x3, stride-1, padding-1 :class:`~torch.nn.Conv2d` computed with Winograd on the CPU.
 
-    Falls back to the usual convolution where NNPACK does not apply or does not pay: other
-    devices, other dtypes, autocast, maps smaller than :data:`MIN_PIXELS`. Same
+    Maps of at least :data:`MIN_PIXELS` go through NNPACK's F(6x6, 3x3), sample by
+    sample; smaller ones, down to :data:`MIN_SIDE` rows and columns, through the batched
+    F(4x4, 3x3) of :func:`f4_conv3x3` where the layer and batch are wide enough
+    (:data:`F4_MIN_CHANNELS`, :data:`F4_MIN_TILES`). A frozen layer (the VGG-19, or any
+    network under inference) transforms its kernel once and keeps it until its weight
+    changes; a trained one on every call, once for both passes. Everything else falls back
+    to the usual convolution: other devices, other dtypes, autocast, other maps. Same
     parameters, same state-dict keys.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x: (B, C_in, H, W)`` -> ``(B, C_out, H, W)``."""
+        h, w = x.shape[-2:]
         if (x.device.type != "cpu" or x.dtype != torch.float32
                 or self.weight.dtype != torch.float32 or torch.is_autocast_enabled("cpu")
-                or x.shape[-2] * x.shape[-1] < MIN_PIXELS):
+                or min(h, w) < MIN_SIDE):
             return super().forward(x)
-        return _WinogradConv3x3.apply(x, self.weight, self.bias)
+        if h * w >= MIN_PIXELS:
+            return _WinogradConv3x3.apply(x, self.weight, self.bias)
+        if (x.shape[0] * -(-h // 4) * -(-w // 4) < F4_MIN_TILES
+                or min(self.in_channels, self.out_channels) < F4_MIN_CHANNELS):
+            return super().forward(x)
+        kernel = (winograd_kernel(self.weight.detach()) if self.weight.requires_grad
+                  else self._frozen_kernel())
+        return _WinogradF4Conv3x3.apply(x, self.weight, self.bias, kernel)
+
+    def _frozen_kernel(self) -> torch.Tensor:
+        """The transformed kernel, recomputed when the weight is replaced or modified in
+        place (its version counter moves; only frozen weights are cached: fused optimizers
+        update parameters without moving it)."""
+        key = (self.weight.data_ptr(), self.weight._version)
+        if getattr(self, "_kernel_key", None) != key:
+            self._kernel = winograd_kernel(self.weight.detach())
+            self._kernel_key = key
+        return self._kernel
 
     @classmethod
     def replacing(cls, conv: nn.Conv2d) -> WinogradConv2d:
