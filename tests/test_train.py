@@ -312,6 +312,33 @@ def test_sigkill_loses_at_most_the_work_since_the_last_save(synthetic_root: Path
     assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [0, 1, 2]
 
 
+@pytest.mark.slow
+def test_sigterm_to_the_process_group_saves_the_last_step(synthetic_root: Path,
+                                                          tmp_path: Path) -> None:
+    """A scheduler or ``kill -- -PGID`` signals the loader workers too; they must leave
+    the stopping to the main process, which saves after its current step."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(num_epochs=50, dataloader_workers=1)))
+    command = [sys.executable, "-m", "tpsmm.cli", "train", "--config", str(config), "--data",
+               str(synthetic_root), "--out", str(tmp_path / "run"), "-q", "--no-visualize",
+               "--threads", "1", "--checkpoint-minutes", "1000"]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    process = subprocess.Popen(command, env=env, start_new_session=True,
+                               stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "run" / "log.jsonl"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if log.exists() and any(r["step"] >= 3 for r in read_log(log)):
+            break  # into the second epoch: its end has not been saved yet
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr  # "interrupted", not a crash
+    steps = [r["step"] for r in read_log(log) if r["kind"] == "step"]
+    saved = read_checkpoint(tmp_path / "run" / LAST)[TRAINING_KEY]["global_step"]
+    assert saved == steps[-1] and saved > 2
+
+
 def _disk_video(rng: np.random.Generator, num_frames: int, size: int) -> np.ndarray:
     """(T, size, size, 3) uint8: a two-colour disk gliding over a plain background.
 

@@ -117,10 +117,13 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
 
 def _init_worker(worker_id: int) -> None:
-    # Ctrl-C reaches the whole process group. The main process stops cleanly
-    # after its current step; a worker killed by the same signal would make it
-    # fail while waiting for a batch instead.
+    # Ctrl-C, and the SIGTERM of a job scheduler or `kill -- -PGID`, reach the
+    # whole process group. The main process stops cleanly after its current
+    # step and saves; a worker killed by the same signal would make it fail at
+    # once instead (the DataLoader raises on its death), losing the steps since
+    # the last save. Workers exit by themselves when the main process goes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     seed_worker(worker_id)
 
 
