@@ -14,11 +14,12 @@ that are cheaper to run or safe in reduced precision:
   norm converts to channels-first and back on every call), and fp32 statistics keep the
   normalisation exact when the convolutions run in bf16 or fp16.
 - on the CPU in fp32, the inpainting network's 3x3 convolutions (its residual blocks are
-  ~80% of the work per frame) run through NNPACK's Winograd kernels, which need several
-  times fewer multiplications than oneDNN's direct ones (oneDNN has Winograd only for
-  AVX-512). Measured on 2 cores (AVX2) at 256x256: the decoder runs 1.5x faster, and its
-  frames stay within 2e-5 of the reference's, as with direct convolution (fp32 rounding,
-  as between any two convolution algorithms).
+  ~80% of the work per frame) run through Winograd's algorithms (NNPACK's; a batched
+  F(4x4, 3x3) on maps under 32x32), which need several times fewer multiplications than
+  oneDNN's direct ones (oneDNN has Winograd only for AVX-512). Measured on 2 cores (AVX2)
+  at 256x256: the decoder runs 1.5x faster, and its frames stay within 2e-5 of the
+  reference's, as with direct convolution (fp32 rounding, as between any two convolution
+  algorithms).
 
 Parameters are shared, not copied, and state-dict keys are unchanged. Only the result of
 the rewrite at inference counts: training a rewritten model would not update the

@@ -92,8 +92,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "train_params.perceptual_weights, else imagenet from the torch hub cache); "
                    "'random' is an explicit choice for tests and offline demos")
     p.add_argument("--no-winograd", action="store_true",
-                   help="on the CPU, use torch's direct 3x3 convolutions instead of NNPACK's "
-                   "Winograd kernels (which are faster but round differently, by ~1e-5)")
+                   help="on the CPU, use torch's direct 3x3 convolutions instead of Winograd's "
+                   "algorithms (which are faster but round differently, by ~1e-5)")
     p.add_argument("--sync-bn", action="store_true",
                    help="synchronise BatchNorm statistics across GPUs")
     p.set_defaults(func=run)

@@ -20,8 +20,8 @@ What differs is how it is run:
   the reference's DataParallel split it over GPUs;
 - on the CPU in fp32, the 3x3 stride-1 convolutions of the inpainting and
   dense motion networks and of the perceptual loss's VGG-19 (nearly all of
-  the work) run their forward pass and input gradient through NNPACK's
-  Winograd kernels
+  the work) run their forward pass and input gradient through Winograd's
+  algorithms, NNPACK's and a batched F(4x4, 3x3) for smaller maps
   (:mod:`tpsmm.networks.winograd`; ``winograd=False`` turns this off);
 - optional bf16/fp16 autocast and channels-last memory format.
 
