@@ -25,16 +25,17 @@ from tpsmm import TPSMM
 from tpsmm.data.dataset import FramesDataset
 from tpsmm.data.synthetic import generate_dataset
 from tpsmm.demo import CHECKPOINT_NAME, CONFIG, assets_dir
-from tpsmm.evaluation.reconstruction import build_extractors, reconstruct
+from tpsmm.evaluation.reconstruction import background_used, build_extractors, reconstruct
 
 # Training used dataset seed 0; these characters are new to the model.
 HELD_OUT_SEED = 1
 
 
-def evaluate(dataset: FramesDataset, root: Path, model: TPSMM | None, baseline: str | None):
+def evaluate(dataset: FramesDataset, root: Path, model: TPSMM | None, baseline: str | None,
+             use_bg: bool | None = None):
     keypoints, identities, absent = build_extractors(["markers"], root)
     return reconstruct(dataset, model, baseline=baseline, keypoint_extractors=keypoints,
-                       identity_extractors=identities, absent=absent)
+                       identity_extractors=identities, absent=absent, use_bg=use_bg)
 
 
 def main() -> int:
@@ -46,6 +47,9 @@ def main() -> int:
     parser.add_argument("--videos", type=int, default=20, help="videos to generate")
     parser.add_argument("--frames", type=int, default=48, help="frames per generated video")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--no-bg", action="store_true",
+                        help="leave the background still even if the checkpoint has a "
+                        "background predictor (as tpsmm reconstruct --no-bg)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -63,14 +67,15 @@ def main() -> int:
                                        ("untrained model", untrained, None),
                                        ("trained model", trained, None)]:
             start = time.perf_counter()
-            report = evaluate(dataset, root, model, baseline)
+            report = evaluate(dataset, root, model, baseline, False if args.no_bg else None)
             rows.append((label, report, time.perf_counter() - start))
 
     frames = sum(video.frames for video in rows[0][1].videos)
     source = args.data or f"generated with seed {HELD_OUT_SEED}"
     print(f"held-out synthetic videos: {len(rows[0][1].videos)} videos, {frames} frames, "
           f"64x64, {source}")
-    print(f"checkpoint: {args.checkpoint} (config {args.config})")
+    print(f"checkpoint: {args.checkpoint} (config {args.config}); background predictor "
+          f"{'used' if background_used(trained) and not args.no_bg else 'not used'}")
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{args.threads} thread(s)")
     copy = rows[0][1]

@@ -16,7 +16,7 @@ share of the total L1, beside an ideal warp of the background: the source's
 background resampled (bilinearly, as the model does) through the true camera
 motion, the floor for any model that warps. Reconstruction is from the first
 frame, as in ``benchmarks/synthetic.py``; the background predictor is used
-when the checkpoint has one (as the reference's reconstruction does).
+when the checkpoint has one (as the reference's reconstruction does), unless ``--no-bg``.
 
     python benchmarks/synthetic_errors.py                           # the shipped model
     python benchmarks/synthetic_errors.py --checkpoint RUN/last.pth.tar
@@ -72,11 +72,10 @@ def regions(identity: int, frames: int, size: int, band: int) -> tuple[dict, tor
 
 
 @torch.no_grad()
-def predict(model: TPSMM, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+def predict(model: TPSMM, frames: torch.Tensor, use_bg: bool) -> dict[str, torch.Tensor]:
     """Reconstruction of ``frames`` from frame 0: prediction and deformed, (T, 3, S, S)."""
     source = frames[:1]
-    out = generate_frames(model, source, frames, model.kp_detector(source),
-                          background_used(model))
+    out = generate_frames(model, source, frames, model.kp_detector(source), use_bg)
     return {"prediction": out["prediction"], "deformed": out["deformed"]}
 
 
@@ -88,16 +87,20 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=48, help="frames per video")
     parser.add_argument("--band", type=int, default=4, help="width of 'near' in pixels")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--no-bg", action="store_true",
+                        help="leave the background still even if the checkpoint has a "
+                        "background predictor")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = TPSMM.from_checkpoint(args.checkpoint, config=args.config).eval()
+    use_bg = background_used(model) and not args.no_bg
     size = model.config.image_size
     methods = ("copy source", "model", "deformed", "ideal bg warp")
     sums = {(m, r): 0.0 for m in methods for r in REGIONS}
     counts = dict.fromkeys(REGIONS, 0)
     for identity in range(args.videos):
         masks, frames = regions(identity, args.frames, size, args.band)
-        outputs = predict(model, frames)
+        outputs = predict(model, frames, use_bg)
         candidates = {"copy source": frames[:1].expand_as(frames),
                       "model": outputs["prediction"], "deformed": outputs["deformed"],
                       "ideal bg warp": ideal_background_warp(identity, args.frames, size)}
@@ -109,7 +112,7 @@ def main() -> int:
             counts[region] += int(mask.sum())
     total = sum(counts.values())
     print(f"checkpoint: {args.checkpoint} (config {args.config}); background predictor "
-          f"{'used' if background_used(model) else 'absent'}")
+          f"{'used' if use_bg else 'not used'}")
     print(f"{args.videos} held-out videos x {args.frames} frames (seed {HELD_OUT_SEED}), "
           f"{size}x{size}; 'near' = background within {args.band} px of the character")
     print("mean |error| per pixel of each region [its share of the frame's L1]")
