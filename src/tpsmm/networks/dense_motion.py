@@ -67,7 +67,7 @@ class DenseMotionNetwork(nn.Module):
                 raise ConfigError(
                     f"dense_motion_params: the {self.occlusion_num} occlusion masks at "
                     f"scale_factor {scale_factor} need {from_hourglass} hourglass outputs, "
-                    f"but num_blocks {num_blocks} gives {num_blocks}; use scale_factor "
+                    f"but num_blocks {num_blocks} gives only {num_blocks}; use scale_factor "
                     f"between 1/16 and 1 and num_blocks >= {max(from_hourglass, 1)}")
             mask_channels = [channels[-i - 1] for i in reversed(range(from_hourglass))]
             mask_channels += [channels[-1] // 2 ** (i + 1) for i in range(self.up_nums)]
