@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import resource
 from pathlib import Path
 
 import torch
+
+from tpsmm.demo import CHECKPOINT_NAME, CONFIG, assets_dir
 
 
 def peak_rss_kib() -> int:
@@ -41,3 +44,14 @@ def cpu_description() -> str:
 def load_average() -> str:
     """The 1-minute load average (how busy the machine was), or "?"."""
     return Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
+
+
+def add_demo_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--checkpoint, --config, --threads and --no-bg, as the synthetic-data benchmarks take
+    them (default: the shipped demo model)."""
+    parser.add_argument("--checkpoint", default=str(assets_dir() / CHECKPOINT_NAME))
+    parser.add_argument("--config", default=CONFIG)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--no-bg", action="store_true",
+                        help="leave the background still even if the checkpoint has a "
+                        "background predictor (as tpsmm reconstruct --no-bg)")

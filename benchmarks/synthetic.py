@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 
 import torch
+from _common import add_demo_model_arguments
 
 from tpsmm import TPSMM
 from tpsmm.data.dataset import FramesDataset
 from tpsmm.data.synthetic import generate_dataset
-from tpsmm.demo import CHECKPOINT_NAME, CONFIG, assets_dir
 from tpsmm.evaluation.reconstruction import background_used, build_extractors, reconstruct
 
 # Training used dataset seed 0; these characters are new to the model.
@@ -40,16 +40,11 @@ def evaluate(dataset: FramesDataset, root: Path, model: TPSMM | None, baseline: 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default=str(assets_dir() / CHECKPOINT_NAME))
-    parser.add_argument("--config", default=CONFIG)
+    add_demo_model_arguments(parser)
     parser.add_argument("--data", default=None,
                         help="a synthetic dataset root (default: generate held-out videos)")
     parser.add_argument("--videos", type=int, default=20, help="videos to generate")
     parser.add_argument("--frames", type=int, default=48, help="frames per generated video")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--no-bg", action="store_true",
-                        help="leave the background still even if the checkpoint has a "
-                        "background predictor (as tpsmm reconstruct --no-bg)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 

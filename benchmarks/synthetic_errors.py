@@ -30,11 +30,11 @@ import sys
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _common import add_demo_model_arguments
 from scipy.ndimage import binary_dilation
 
 from tpsmm import TPSMM
 from tpsmm.data import synthetic
-from tpsmm.demo import CHECKPOINT_NAME, CONFIG, assets_dir
 from tpsmm.evaluation.reconstruction import background_used, generate_frames
 
 HELD_OUT_SEED = 1  # training used dataset seed 0
@@ -81,15 +81,10 @@ def predict(model: TPSMM, frames: torch.Tensor, use_bg: bool) -> dict[str, torch
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default=str(assets_dir() / CHECKPOINT_NAME))
-    parser.add_argument("--config", default=CONFIG)
+    add_demo_model_arguments(parser)
     parser.add_argument("--videos", type=int, default=10, help="held-out characters")
     parser.add_argument("--frames", type=int, default=48, help="frames per video")
     parser.add_argument("--band", type=int, default=4, help="width of 'near' in pixels")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--no-bg", action="store_true",
-                        help="leave the background still even if the checkpoint has a "
-                        "background predictor")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = TPSMM.from_checkpoint(args.checkpoint, config=args.config).eval()

@@ -9,14 +9,14 @@ Winograd's algorithms need several times fewer multiplications. Two are used:
   at a time: given a batch, it switches to an algorithm that is slower than oneDNN here. It
   transforms the whole kernel on every call, which only pays off over enough output tiles:
   ``python benchmarks/winograd_layers.py`` (2 AVX2 cores, batch 2) measured 1.6-1.9x
-  oneDNN's speed at 32x32 and 2.0-3.2x from 64x64 up, but 0.8x at 16x16 and 0.1-0.3x at 8x8
-  and below.
+  oneDNN's speed at 32x32 and 2.0-3.2x from 64x64 up, but 0.8-0.9x at 16x16 and 0.1-0.3x at
+  8x8 and below.
 - For smaller maps, F(4x4, 3x3) written with torch's matrix products (:func:`f4_conv3x3`):
   the whole batch at once, each transform one product over all tiles, and the kernel
-  transform cached for frozen layers (the VGG-19). At batch 8 it measured 1.5-2.3x oneDNN
-  on the VGG-19's 256- and 512-channel layers at 16x16 to 4x4 of 64x64 training, forward,
-  and 1.2-1.9x for the input gradient from 8x8 up; but less than 1x with 128 channels,
-  hence :data:`F4_MIN_CHANNELS`.
+  transform cached for frozen layers (the VGG-19). At batch 8, with the kernel already
+  transformed, it measured 1.46-2.29x oneDNN on the VGG-19's 256- and 512-channel layers at
+  16x16 to 4x4 of 64x64 training, forward, and 1.19-1.89x for the input gradient from 8x8
+  up; but 0.85x / 0.97x with 128 channels at 16x16, hence :data:`F4_MIN_CHANNELS`.
 
 The gradient with respect to the input is, for stride 1 and padding 1, the same
 convolution with the kernel rotated by 180 degrees and its channel axes swapped
