@@ -9,11 +9,15 @@ import torch.nn.functional as F
 from tpsmm.networks.winograd import (
     F4_MIN_CHANNELS,
     MIN_PIXELS,
+    WEIGHT_GRAD_MIN_CHANNEL_PRODUCT,
+    WEIGHT_GRAD_MIN_SIDE,
     WinogradConv2d,
-    _WinogradConv3x3,
+    _Conv3x3,
     _WinogradF4Conv3x3,
     f4_conv3x3,
     f4_conv3x3_input_grad,
+    f4_conv3x3_weight_grad,
+    f4_weight_grad_fits,
     use_winograd,
     winograd_available,
     winograd_kernel,
@@ -31,6 +35,26 @@ def _pair(bias: bool = True) -> tuple[torch.nn.Conv2d, WinogradConv2d]:
     return conv, WinogradConv2d.replacing(conv)
 
 
+def _gradients(conv: torch.nn.Conv2d, modules, x: torch.Tensor,
+               upstream: torch.Tensor) -> list[list[torch.Tensor]]:
+    """For each module (sharing ``conv``'s parameters): the gradients of x, weight, bias."""
+    grads = []
+    for module in modules:
+        conv.zero_grad()
+        x.grad = None
+        (module(x) * upstream).sum().backward()
+        grads.append([x.grad.clone(), conv.weight.grad.clone()]
+                     + ([conv.bias.grad.clone()] if conv.bias is not None else []))
+    return grads
+
+
+def _assert_same_gradients(grads: list[list[torch.Tensor]], tolerance: float = 1e-5) -> None:
+    """Each gradient within ``tolerance`` of the largest value of the first module's."""
+    for expected, actual in zip(*grads, strict=True):
+        scale = expected.abs().max().item()
+        torch.testing.assert_close(actual, expected, rtol=0, atol=tolerance * scale)
+
+
 def test_forward_matches_direct_convolution() -> None:
     conv, winograd = _pair()
     x = torch.randn(3, 16, 40, 29)
@@ -45,16 +69,7 @@ def test_gradients_match_direct_convolution(bias: bool) -> None:
     conv, winograd = _pair(bias)
     x = torch.randn(2, 16, 33, 37, requires_grad=True)
     upstream = torch.randn(2, 8, 33, 37)
-    grads = []
-    for module in (conv, winograd):
-        module.zero_grad()
-        x.grad = None
-        (module(x) * upstream).sum().backward()
-        grads.append([x.grad.clone(), conv.weight.grad.clone()]
-                     + ([conv.bias.grad.clone()] if bias else []))
-    for expected, actual in zip(*grads, strict=True):
-        scale = expected.abs().max().item()
-        torch.testing.assert_close(actual, expected, rtol=0, atol=1e-5 * scale)
+    _assert_same_gradients(_gradients(conv, (conv, winograd), x, upstream))
 
 
 def test_gradient_of_input_only_and_of_weights_only() -> None:
@@ -72,7 +87,7 @@ def test_gradient_of_input_only_and_of_weights_only() -> None:
 def test_falls_back_where_nnpack_does_not_apply_or_pay(monkeypatch) -> None:
     conv, winograd = _pair()
     calls = []
-    monkeypatch.setattr(_WinogradConv3x3, "apply", lambda *args: calls.append(args))
+    monkeypatch.setattr(_Conv3x3, "apply", lambda *args: calls.append(args))
     x = torch.randn(1, 16, 8, 8)  # fewer than MIN_PIXELS
     assert x.shape[-2] * x.shape[-1] < MIN_PIXELS
     torch.testing.assert_close(winograd(x), conv(x), rtol=0, atol=0)
@@ -122,6 +137,59 @@ def test_f4_forward_and_input_gradient_match_direct_convolution(shape) -> None:
         torch.testing.assert_close(actual, expected.detach(), rtol=0, atol=1e-5 * scale)
 
 
+@pytest.mark.parametrize("shape", [(2, 5, 7, 9, 13), (1, 3, 2, 4, 4), (3, 4, 6, 8, 5)])
+def test_f4_weight_gradient_matches_direct_convolution(shape) -> None:
+    batch, c_in, c_out, h, w = shape
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, c_in, h, w, generator=generator)
+    upstream = torch.randn(batch, c_out, h, w, generator=generator)
+    weight = torch.randn(c_out, c_in, 3, 3, generator=generator, requires_grad=True)
+    expected = torch.autograd.grad((F.conv2d(x, weight, padding=1) * upstream).sum(), weight)[0]
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(f4_conv3x3_weight_grad(x, upstream), expected,
+                               rtol=0, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize(("size", "nnpack"), [(32, True), (16, False)])
+def test_wide_trained_layers_take_the_f4_weight_gradient(monkeypatch, size, nnpack) -> None:
+    """A 64->128 layer: NNPACK forward from 32x32, oneDNN's below; F(4x4) weight
+    gradient on both (the bias gradient too), a frozen one on neither."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(64, 128, 3, padding=1)
+    winograd = WinogradConv2d.replacing(conv)
+    x = torch.randn(2, 64, size, size, requires_grad=True)
+    upstream = torch.randn(2, 128, size, size)
+    assert f4_weight_grad_fits(x, conv.weight)
+    calls = []
+    monkeypatch.setattr("tpsmm.networks.winograd.f4_conv3x3_weight_grad",
+                        lambda *args: calls.append(1) or f4_conv3x3_weight_grad(*args))
+    applied = []
+    apply = _Conv3x3.apply
+    monkeypatch.setattr(_Conv3x3, "apply", lambda *args: applied.append(args[-1]) or apply(*args))
+    grads = _gradients(conv, (conv, winograd), x, upstream)
+    assert applied == [nnpack] and calls == [1]
+    # NNPACK's input gradient sums 128 channels here: up to ~2e-5 of the largest.
+    _assert_same_gradients(grads, tolerance=3e-5)
+    conv.requires_grad_(False)
+    winograd(x).sum().backward()
+    assert calls == [1]
+
+
+def test_narrow_layers_and_small_maps_keep_the_onednn_weight_gradient(monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr("tpsmm.networks.winograd.f4_conv3x3_weight_grad",
+                        lambda *args: calls.append(1) or f4_conv3x3_weight_grad(*args))
+    side = WEIGHT_GRAD_MIN_SIDE
+    narrow = WinogradConv2d.replacing(torch.nn.Conv2d(64, 64, 3, padding=1))
+    assert 64 * 64 < WEIGHT_GRAD_MIN_CHANNEL_PRODUCT
+    narrow(torch.randn(2, 64, 32, 32)).sum().backward()
+    wide = WinogradConv2d.replacing(torch.nn.Conv2d(64, 128, 3, padding=1))
+    wide(torch.randn(2, 64, side, side // 2)).sum().backward()
+    assert not calls
+    wide(torch.randn(2, 64, side, side)).sum().backward()
+    assert calls == [1]
+
+
 def _wide_pair() -> tuple[torch.nn.Conv2d, WinogradConv2d]:
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(F4_MIN_CHANNELS, F4_MIN_CHANNELS, 3, padding=1)
@@ -136,16 +204,9 @@ def test_small_maps_of_wide_layers_take_f4_with_all_gradients(monkeypatch) -> No
     apply = _WinogradF4Conv3x3.apply
     monkeypatch.setattr(_WinogradF4Conv3x3, "apply",
                         lambda *args: calls.append(args) or apply(*args))
-    grads = []
-    for module in (conv, winograd):
-        conv.zero_grad()
-        x.grad = None
-        (module(x) * upstream).sum().backward()
-        grads.append([x.grad.clone(), conv.weight.grad.clone(), conv.bias.grad.clone()])
+    grads = _gradients(conv, (conv, winograd), x, upstream)
     assert len(calls) == 1
-    for expected, actual in zip(*grads, strict=True):
-        scale = expected.abs().max().item()
-        torch.testing.assert_close(actual, expected, rtol=0, atol=1e-5 * scale)
+    _assert_same_gradients(grads)
     # Too few tiles (batch 1) or too few channels: the direct convolution.
     with torch.no_grad():
         winograd(torch.randn(1, F4_MIN_CHANNELS, 8, 8))

@@ -22,8 +22,11 @@ The gradient with respect to the input is, for stride 1 and padding 1, the same
 convolution with the kernel rotated by 180 degrees and its channel axes swapped
 (:func:`adjoint_kernel`), so it runs through NNPACK too; through F(4x4, 3x3) it is the
 transpose of each step (:func:`f4_conv3x3_input_grad`), with the same transformed kernel.
-The gradient with respect to the weights has no Winograd kernel in torch and stays with
-oneDNN.
+The gradient with respect to the weights, which torch computes only directly, goes through
+F(4x4, 3x3) as well (:func:`f4_conv3x3_weight_grad`) for trained layers with at least 64
+channels on one side and 128 on the other and maps from 8x8, whichever algorithm ran
+their forward pass: 1.46-2.41x oneDNN's on such layers of 64x64 training at batch 8, and
+0.96-1.00x on narrower ones, 0.24-0.83x on maps under 8x8.
 
 Winograd rounds differently from direct convolution (the benchmark prints the largest
 difference relative to the largest output: 0.6-2e-5 in fp32), as between any two
@@ -91,12 +94,39 @@ _A16 = torch.kron(_AT, _AT).float()  # (16, 36): Winograd domain -> output tile
 MIN_SIDE = 4
 F4_MIN_TILES = 32
 F4_MIN_CHANNELS = 256
+#: The F(4x4, 3x3) weight gradient (:func:`f4_conv3x3_weight_grad`) is used, on any
+#: trained layer, from this many input times output channels (64 x 128) and from 8x8
+#: maps: it measured 1.1-2.4x oneDNN's from there, 0.5-0.9x with 32-64 channels on both
+#: sides or on 4x4 maps (``python benchmarks/winograd_layers.py``).
+WEIGHT_GRAD_MIN_CHANNEL_PRODUCT = 64 * 128
+WEIGHT_GRAD_MIN_SIDE = 8
 
 
 def winograd_kernel(weight: torch.Tensor) -> torch.Tensor:
     """``(C_out, C_in, 3, 3)`` -> ``(36, C_in, C_out)``: G g G^T of every kernel."""
     c_out, c_in = weight.shape[:2]
     return (_G36 @ weight.permute(2, 3, 1, 0).reshape(9, c_in * c_out)).view(36, c_in, c_out)
+
+
+def _input_tiles(x: torch.Tensor) -> torch.Tensor:
+    """``x: (B, C_in, H, W)`` -> ``(36, B * th * tw, C_in)``: B^T d B of every 6x6 input tile
+    (tiles overlap by 2; ``th = ceil(H / 4)`` rows and ``tw`` columns of them)."""
+    n, c, h, w = x.shape
+    th, tw = -(-h // 4), -(-w // 4)
+    padded = F.pad(x, (1, 1 + 4 * tw - w, 1, 1 + 4 * th - h)).permute(0, 2, 3, 1)
+    tiles = padded.unfold(1, 6, 4).unfold(2, 6, 4)  # (B, th, tw, C_in, 6, 6)
+    tiles = tiles.permute(4, 5, 0, 1, 2, 3).reshape(36, -1)
+    return (_B36 @ tiles).view(36, n * th * tw, c)
+
+
+def _output_grad_tiles(grad: torch.Tensor) -> torch.Tensor:
+    """``grad: (B, C_out, H, W)`` -> ``(36, B * th * tw, C_out)``: A g A^T of every 4x4 tile
+    of an output gradient, the transpose of the output transform."""
+    n, c_out, h, w = grad.shape
+    th, tw = -(-h // 4), -(-w // 4)
+    tiles = F.pad(grad, (0, 4 * tw - w, 0, 4 * th - h)).reshape(n, c_out, th, 4, tw, 4)
+    tiles = tiles.permute(3, 5, 0, 2, 4, 1).reshape(16, -1)
+    return (_A16.T @ tiles).view(36, n * th * tw, c_out)
 
 
 def f4_conv3x3(x: torch.Tensor, kernel: torch.Tensor,
@@ -107,12 +137,9 @@ def f4_conv3x3(x: torch.Tensor, kernel: torch.Tensor,
     -> ``(B, C_out, H, W)``. One batched matrix product per tile position, so the kernel
     transform is paid once per batch (NNPACK pays it per sample and per call).
     """
-    n, c, h, w = x.shape
+    n, _, h, w = x.shape
     th, tw = -(-h // 4), -(-w // 4)
-    padded = F.pad(x, (1, 1 + 4 * tw - w, 1, 1 + 4 * th - h)).permute(0, 2, 3, 1)
-    tiles = padded.unfold(1, 6, 4).unfold(2, 6, 4)  # (B, th, tw, C_in, 6, 6)
-    tiles = tiles.permute(4, 5, 0, 1, 2, 3).reshape(36, -1)
-    products = torch.bmm((_B36 @ tiles).view(36, n * th * tw, c), kernel)
+    products = torch.bmm(_input_tiles(x), kernel)
     c_out = kernel.shape[2]
     y = (_A16 @ products.view(36, -1)).view(4, 4, n, th, tw, c_out)
     y = y.permute(2, 5, 3, 0, 4, 1).reshape(n, c_out, 4 * th, 4 * tw)[:, :, :h, :w]
@@ -125,26 +152,48 @@ def f4_conv3x3_input_grad(grad: torch.Tensor, kernel: torch.Tensor) -> torch.Ten
     ``grad: (B, C_out, H, W)``, ``kernel: (36, C_in, C_out)`` -> ``(B, C_in, H, W)``. The
     6x6 input tiles overlap by 2, so their gradients are summed back by ``fold``.
     """
-    n, c_out, h, w = grad.shape
+    n, _, h, w = grad.shape
     th, tw = -(-h // 4), -(-w // 4)
-    tiles = F.pad(grad, (0, 4 * tw - w, 0, 4 * th - h)).view(n, c_out, th, 4, tw, 4)
-    tiles = tiles.permute(3, 5, 0, 2, 4, 1).reshape(16, -1)
-    products = (_A16.T @ tiles).view(36, n * th * tw, c_out)
     c_in = kernel.shape[1]
-    inputs = (_B36.T @ torch.bmm(products, kernel.transpose(1, 2)).view(36, -1))
+    inputs = (_B36.T @ torch.bmm(_output_grad_tiles(grad), kernel.transpose(1, 2)).view(36, -1))
     inputs = inputs.view(6, 6, n, th, tw, c_in).permute(2, 5, 0, 1, 3, 4)
     summed = F.fold(inputs.reshape(n, c_in * 36, th * tw), (4 * th + 2, 4 * tw + 2),
                     kernel_size=6, stride=4)
     return summed[:, :, 1:1 + h, 1:1 + w]
 
 
+def f4_conv3x3_weight_grad(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """The gradient of ``conv2d(x, weight, padding=1)`` with respect to ``weight``.
+
+    ``x: (B, C_in, H, W)``, ``grad: (B, C_out, H, W)`` -> ``(C_out, C_in, 3, 3)``. F(4x4, 3x3)
+    is linear in the transformed kernel U = G g G^T, so dL/dU is, at each of the 36 tile
+    positions, one product of the transformed input tiles with the transformed output
+    gradient over all tiles of the batch, and dL/dg = G^T (dL/dU) G.
+    """
+    c_out, c_in = grad.shape[1], x.shape[1]
+    products = torch.bmm(_input_tiles(x).transpose(1, 2), _output_grad_tiles(grad))
+    grad_kernel = _G36.T @ products.view(36, c_in * c_out)  # (9, C_in * C_out)
+    return grad_kernel.view(3, 3, c_in, c_out).permute(3, 2, 0, 1).contiguous()
+
+
+def f4_weight_grad_fits(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether :func:`f4_conv3x3_weight_grad` beats oneDNN's for this layer and map."""
+    c_out, c_in = weight.shape[:2]
+    return (c_in * c_out >= WEIGHT_GRAD_MIN_CHANNEL_PRODUCT
+            and min(x.shape[-2:]) >= WEIGHT_GRAD_MIN_SIDE)
+
+
 def _weight_and_bias_grads(ctx: Any, grad: torch.Tensor, x: torch.Tensor,
                            weight: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-    """oneDNN's weight and bias gradients, where autograd asks for them."""
+    """The weight and bias gradients, where autograd asks for them: F(4x4, 3x3)'s where
+    :func:`f4_weight_grad_fits`, oneDNN's elsewhere."""
     want_weight = ctx.needs_input_grad[1]
     want_bias = ctx.has_bias and ctx.needs_input_grad[2]
     if not (want_weight or want_bias):
         return None, None
+    if want_weight and f4_weight_grad_fits(x, weight):
+        return (f4_conv3x3_weight_grad(x, grad),
+                grad.sum(dim=(0, 2, 3)) if want_bias else None)
     bias_sizes = [weight.shape[0]] if want_bias else None
     _, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
         grad, x, weight, bias_sizes, [1, 1], [1, 1], [1, 1], False, [0, 0], 1,
@@ -153,26 +202,35 @@ def _weight_and_bias_grads(ctx: Any, grad: torch.Tensor, x: torch.Tensor,
     return grad_weight, grad_bias
 
 
-class _WinogradConv3x3(torch.autograd.Function):
-    """conv2d(x, weight, bias, padding=1) with Winograd forward and input gradient."""
+class _Conv3x3(torch.autograd.Function):
+    """conv2d(x, weight, bias, padding=1) with the forward pass and input gradient by
+    NNPACK (``nnpack``) or by oneDNN; weight and bias gradients as
+    :func:`_weight_and_bias_grads` chooses. The oneDNN variant serves trained layers whose
+    maps or width do not pay for a Winograd forward pass but whose weight gradient does."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor,
-                bias: torch.Tensor | None) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                nnpack: bool) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        return winograd_conv3x3(x, weight, bias)
+        ctx.has_bias, ctx.nnpack = bias is not None, nnpack
+        if nnpack:
+            return winograd_conv3x3(x, weight, bias)
+        return F.conv2d(x, weight, bias, padding=1)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor):
         x, weight = ctx.saved_tensors
         grad = grad.contiguous()
         grad_x = None
-        if ctx.needs_input_grad[0]:
+        if ctx.needs_input_grad[0] and ctx.nnpack:
             # Recomputed every backward pass: the weights change every step, and
             # caching the frozen VGG-19's would hold ~80 MB to save ~1% of a step.
             grad_x = winograd_conv3x3(grad, adjoint_kernel(weight))
-        return (grad_x, *_weight_and_bias_grads(ctx, grad, x, weight))
+        elif ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad, x, weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1,
+                [True, False, False])[0]
+        return (grad_x, *_weight_and_bias_grads(ctx, grad, x, weight), None)
 
 
 class _WinogradF4Conv3x3(torch.autograd.Function):
@@ -205,9 +263,11 @@ class WinogradConv2d(nn.Conv2d):
     F(4x4, 3x3) of :func:`f4_conv3x3` where the layer and batch are wide enough
     (:data:`F4_MIN_CHANNELS`, :data:`F4_MIN_TILES`). A frozen layer (the VGG-19, or any
     network under inference) transforms its kernel once and keeps it until its weight
-    changes; a trained one on every call, once for both passes. Everything else falls back
-    to the usual convolution: other devices, other dtypes, autocast, other maps. Same
-    parameters, same state-dict keys.
+    changes; a trained one on every call, once for both passes. A trained layer wide
+    enough (:func:`f4_weight_grad_fits`) gets its weight gradient from
+    :func:`f4_conv3x3_weight_grad` on every path, the direct one included. Everything else
+    falls back to the usual convolution: other devices, other dtypes, autocast, other maps.
+    Same parameters, same state-dict keys.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -218,9 +278,12 @@ class WinogradConv2d(nn.Conv2d):
                 or min(h, w) < MIN_SIDE):
             return super().forward(x)
         if h * w >= MIN_PIXELS:
-            return _WinogradConv3x3.apply(x, self.weight, self.bias)
+            return _Conv3x3.apply(x, self.weight, self.bias, True)
         if (x.shape[0] * -(-h // 4) * -(-w // 4) < F4_MIN_TILES
                 or min(self.in_channels, self.out_channels) < F4_MIN_CHANNELS):
+            if (self.weight.requires_grad and torch.is_grad_enabled()
+                    and f4_weight_grad_fits(x, self.weight)):
+                return _Conv3x3.apply(x, self.weight, self.bias, False)
             return super().forward(x)
         kernel = (winograd_kernel(self.weight.detach()) if self.weight.requires_grad
                   else self._frozen_kernel())
