@@ -96,8 +96,9 @@ F4_MIN_TILES = 32
 F4_MIN_CHANNELS = 256
 #: The F(4x4, 3x3) weight gradient (:func:`f4_conv3x3_weight_grad`) is used, on any
 #: trained layer, from this many input times output channels (64 x 128) and from 8x8
-#: maps: it measured 1.1-2.4x oneDNN's from there, 0.5-0.9x with 32-64 channels on both
-#: sides or on 4x4 maps (``python benchmarks/winograd_layers.py``).
+#: maps: at batch 8 it measured 1.46-2.41x oneDNN's there, 0.96-1.00x on narrower layers
+#: and 0.24-0.83x on 4x4 and 2x2 maps (``python benchmarks/winograd_layers.py --batch 8
+#: --maps 64``).
 WEIGHT_GRAD_MIN_CHANNEL_PRODUCT = 64 * 128
 WEIGHT_GRAD_MIN_SIDE = 8
 
