@@ -10,7 +10,7 @@ layer, whose transform is cached), plus the time of that transform (``G g G^T``)
 trained layer pays once per step for both passes. Then the weight gradient: oneDNN's
 against ``f4_conv3x3_weight_grad``'s. The speed-ups say which layers each algorithm pays
 on (``MIN_PIXELS``, ``MIN_SIDE``, ``F4_MIN_TILES``, ``F4_MIN_CHANNELS``,
-``WEIGHT_GRAD_MIN_CHANNEL_PRODUCT``, ``WEIGHT_GRAD_MIN_SIDE``; run it with ``--batch 8``
+``WEIGHT_GRAD_MIN_CHANNELS``, ``WEIGHT_GRAD_NARROW_MAX_SIDE``; run it with ``--batch 8``
 for the batch of 64x64 training). Best of ``--repeats``. The last columns are the
 largest difference between each Winograd result and the direct one, relative to the
 largest direct value (the rounding of the algorithms).
@@ -35,8 +35,8 @@ from tpsmm.networks.winograd import (
     F4_MIN_TILES,
     MIN_PIXELS,
     MIN_SIDE,
-    WEIGHT_GRAD_MIN_CHANNEL_PRODUCT,
-    WEIGHT_GRAD_MIN_SIDE,
+    WEIGHT_GRAD_MIN_CHANNELS,
+    WEIGHT_GRAD_NARROW_MAX_SIDE,
     adjoint_kernel,
     f4_conv3x3,
     f4_conv3x3_input_grad,
@@ -91,8 +91,8 @@ def main() -> int:
           f"times in ms, best of {args.repeats}. Used: NNPACK on maps >= {MIN_PIXELS} px, "
           f"F(4x4) below them down to {MIN_SIDE}x{MIN_SIDE} from {F4_MIN_TILES} tiles over "
           f"the batch and {F4_MIN_CHANNELS} channels in and out; F(4x4) weight gradient "
-          f"from {WEIGHT_GRAD_MIN_CHANNEL_PRODUCT} channels in x out and "
-          f"{WEIGHT_GRAD_MIN_SIDE}x{WEIGHT_GRAD_MIN_SIDE} maps")
+          f"from {F4_MIN_TILES} tiles and {WEIGHT_GRAD_MIN_CHANNELS} channels in and out (half "
+          f"as many on one side up to {WEIGHT_GRAD_NARROW_MAX_SIDE}x{WEIGHT_GRAD_NARROW_MAX_SIDE})")
     print(f"{'layer':<18} | {'forward: oneDNN':>15} {'NNPACK':>13} {'F(4x4)':>13} | "
           f"{'d/dx: oneDNN':>12} {'NNPACK':>13} {'F(4x4)':>13} | {'GgG^T':>6} "
           f"{'trained':>7} | {'d/dw: oneDNN':>12} {'F(4x4)':>13} | {'diff NNPACK':>11} "

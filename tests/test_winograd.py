@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from tpsmm.networks.winograd import (
     F4_MIN_CHANNELS,
     MIN_PIXELS,
-    WEIGHT_GRAD_MIN_CHANNEL_PRODUCT,
-    WEIGHT_GRAD_MIN_SIDE,
+    WEIGHT_GRAD_MIN_CHANNELS,
+    WEIGHT_GRAD_NARROW_MAX_SIDE,
     WinogradConv2d,
     _Conv3x3,
     _WinogradF4Conv3x3,
@@ -152,13 +152,14 @@ def test_f4_weight_gradient_matches_direct_convolution(shape) -> None:
 
 @pytest.mark.parametrize(("size", "nnpack"), [(32, True), (16, False)])
 def test_wide_trained_layers_take_the_f4_weight_gradient(monkeypatch, size, nnpack) -> None:
-    """A 64->128 layer: NNPACK forward from 32x32, oneDNN's below; F(4x4) weight
-    gradient on both (the bias gradient too), a frozen one on neither."""
+    """A 128->128 layer, batch 2: NNPACK forward from 32x32, oneDNN's below (32 tiles);
+    F(4x4) weight gradient on both (the bias gradient too), a frozen one on neither."""
     torch.manual_seed(0)
-    conv = torch.nn.Conv2d(64, 128, 3, padding=1)
+    width = WEIGHT_GRAD_MIN_CHANNELS
+    conv = torch.nn.Conv2d(width, width, 3, padding=1)
     winograd = WinogradConv2d.replacing(conv)
-    x = torch.randn(2, 64, size, size, requires_grad=True)
-    upstream = torch.randn(2, 128, size, size)
+    x = torch.randn(2, width, size, size, requires_grad=True)
+    upstream = torch.randn(2, width, size, size)
     assert f4_weight_grad_fits(x, conv.weight)
     calls = []
     monkeypatch.setattr("tpsmm.networks.winograd.f4_conv3x3_weight_grad",
@@ -175,19 +176,22 @@ def test_wide_trained_layers_take_the_f4_weight_gradient(monkeypatch, size, nnpa
     assert calls == [1]
 
 
-def test_narrow_layers_and_small_maps_keep_the_onednn_weight_gradient(monkeypatch) -> None:
+def test_narrow_layers_and_few_tiles_keep_the_onednn_weight_gradient(monkeypatch) -> None:
     calls = []
     monkeypatch.setattr("tpsmm.networks.winograd.f4_conv3x3_weight_grad",
                         lambda *args: calls.append(1) or f4_conv3x3_weight_grad(*args))
-    side = WEIGHT_GRAD_MIN_SIDE
-    narrow = WinogradConv2d.replacing(torch.nn.Conv2d(64, 64, 3, padding=1))
-    assert 64 * 64 < WEIGHT_GRAD_MIN_CHANNEL_PRODUCT
-    narrow(torch.randn(2, 64, 32, 32)).sum().backward()
-    wide = WinogradConv2d.replacing(torch.nn.Conv2d(64, 128, 3, padding=1))
-    wide(torch.randn(2, 64, side, side // 2)).sum().backward()
+    width = WEIGHT_GRAD_MIN_CHANNELS
+    narrowest = WinogradConv2d.replacing(torch.nn.Conv2d(width // 4, width, 3, padding=1))
+    narrowest(torch.randn(2, width // 4, 32, 32)).sum().backward()
+    half = WinogradConv2d.replacing(torch.nn.Conv2d(width // 2, width, 3, padding=1))
+    big = WEIGHT_GRAD_NARROW_MAX_SIDE + 4
+    half(torch.randn(1, width // 2, big, big)).sum().backward()
+    wide = WinogradConv2d.replacing(torch.nn.Conv2d(width, width, 3, padding=1))
+    wide(torch.randn(1, width, 8, 8)).sum().backward()  # 4 output tiles
     assert not calls
-    wide(torch.randn(2, 64, side, side)).sum().backward()
-    assert calls == [1]
+    wide(torch.randn(8, width, 8, 8)).sum().backward()  # 32
+    half(torch.randn(2, width // 2, 32, 32)).sum().backward()
+    assert calls == [1, 1]
 
 
 def _wide_pair() -> tuple[torch.nn.Conv2d, WinogradConv2d]:

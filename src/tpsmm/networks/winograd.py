@@ -23,10 +23,10 @@ convolution with the kernel rotated by 180 degrees and its channel axes swapped
 (:func:`adjoint_kernel`), so it runs through NNPACK too; through F(4x4, 3x3) it is the
 transpose of each step (:func:`f4_conv3x3_input_grad`), with the same transformed kernel.
 The gradient with respect to the weights, which torch computes only directly, goes through
-F(4x4, 3x3) as well (:func:`f4_conv3x3_weight_grad`) for trained layers with at least 64
-channels on one side and 128 on the other and maps from 8x8, whichever algorithm ran
-their forward pass: 1.46-2.41x oneDNN's on such layers of 64x64 training at batch 8, and
-0.96-1.00x on narrower ones, 0.24-0.83x on maps under 8x8.
+F(4x4, 3x3) as well (:func:`f4_conv3x3_weight_grad`) for trained layers of at least 128
+channels in and out (or 64 on one side, on maps up to 128x128) with at least 32 output
+tiles over the batch, whichever algorithm ran their forward pass: 1.22-2.60x oneDNN's on
+such layers of 64x64 and 256x256 training.
 
 Winograd rounds differently from direct convolution (the benchmark prints the largest
 difference relative to the largest output: 0.6-2e-5 in fp32), as between any two
@@ -95,12 +95,14 @@ MIN_SIDE = 4
 F4_MIN_TILES = 32
 F4_MIN_CHANNELS = 256
 #: The F(4x4, 3x3) weight gradient (:func:`f4_conv3x3_weight_grad`) is used, on any
-#: trained layer, from this many input times output channels (64 x 128) and from 8x8
-#: maps: at batch 8 it measured 1.46-2.41x oneDNN's there, 0.96-1.00x on narrower layers
-#: and 0.24-0.83x on 4x4 and 2x2 maps (``python benchmarks/winograd_layers.py --batch 8
-#: --maps 64``).
-WEIGHT_GRAD_MIN_CHANNEL_PRODUCT = 64 * 128
-WEIGHT_GRAD_MIN_SIDE = 8
+#: trained layer with :data:`F4_MIN_TILES` output tiles over the batch, from this many
+#: channels in and out, or from half as many on one side on maps of at most
+#: :data:`WEIGHT_GRAD_NARROW_MAX_SIDE`. ``python benchmarks/winograd_layers.py`` (``--batch 8
+#: --maps 64``, ``--batch 2 --maps 256``) measured 1.22-2.60x oneDNN's on the first kind,
+#: 1.46-1.87x on the second, but 0.88x and 0.99x for 64->128 and 256->64 at 256x256,
+#: 0.79-1.00x with fewer channels and 0.16-0.83x with fewer tiles.
+WEIGHT_GRAD_MIN_CHANNELS = 128
+WEIGHT_GRAD_NARROW_MAX_SIDE = 128
 
 
 def winograd_kernel(weight: torch.Tensor) -> torch.Tensor:
@@ -178,10 +180,13 @@ def f4_conv3x3_weight_grad(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
 
 
 def f4_weight_grad_fits(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether :func:`f4_conv3x3_weight_grad` beats oneDNN's for this layer and map."""
-    c_out, c_in = weight.shape[:2]
-    return (c_in * c_out >= WEIGHT_GRAD_MIN_CHANNEL_PRODUCT
-            and min(x.shape[-2:]) >= WEIGHT_GRAD_MIN_SIDE)
+    """Whether :func:`f4_conv3x3_weight_grad` beats oneDNN's for this layer and batch."""
+    n, _, h, w = x.shape
+    narrow, wide = sorted(weight.shape[:2])
+    return (n * -(-h // 4) * -(-w // 4) >= F4_MIN_TILES and wide >= WEIGHT_GRAD_MIN_CHANNELS
+            and (narrow >= WEIGHT_GRAD_MIN_CHANNELS
+                 or (2 * narrow >= WEIGHT_GRAD_MIN_CHANNELS
+                     and max(h, w) <= WEIGHT_GRAD_NARROW_MAX_SIDE)))
 
 
 def _weight_and_bias_grads(ctx: Any, grad: torch.Tensor, x: torch.Tensor,
