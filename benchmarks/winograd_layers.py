@@ -47,7 +47,8 @@ from tpsmm.networks.winograd import (
 )
 
 # (C_in, C_out, H = W): inpainting, dense-motion hourglass and VGG-19 layers of 256x256
-# training, and of 64x64 training (synthetic-64, with its dense motion at scale 0.5).
+# training, and of 64x64 training (synthetic-64's networks, some with the dense motion
+# network at scale_factor 0.5, the setting being trained for the next demo model).
 SHAPES = {
     "256": [
         (512, 512, 32), (512, 512, 64), (256, 256, 128), (512, 256, 64), (256, 64, 256),
