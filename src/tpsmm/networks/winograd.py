@@ -16,7 +16,8 @@ Winograd's algorithms need several times fewer multiplications. Two are used:
   transform cached for frozen layers (the VGG-19). At batch 8, with the kernel already
   transformed, it measured 1.46-2.29x oneDNN on the VGG-19's 256- and 512-channel layers at
   16x16 to 4x4 of 64x64 training, forward, and 1.19-1.89x for the input gradient from 8x8
-  up; but 0.85x / 0.97x with 128 channels at 16x16, hence :data:`F4_MIN_CHANNELS`.
+  up; with 128 channels at 16x16 one run gave 0.85x / 0.97x and a later one 1.60x / 1.04x,
+  so :data:`F4_MIN_CHANNELS` stays at the safe 256 until a quieter measurement.
 
 The gradient with respect to the input is, for stride 1 and padding 1, the same
 convolution with the kernel rotated by 180 degrees and its channel axes swapped
@@ -36,6 +37,7 @@ tolerances with it (tests/test_golden.py).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -111,11 +113,16 @@ def winograd_kernel(weight: torch.Tensor) -> torch.Tensor:
     return (_G36 @ weight.permute(2, 3, 1, 0).reshape(9, c_in * c_out)).view(36, c_in, c_out)
 
 
+def _tile_grid(h: int, w: int) -> tuple[int, int]:
+    """Rows and columns of 4x4 output tiles covering an (h, w) map."""
+    return -(-h // 4), -(-w // 4)
+
+
 def _input_tiles(x: torch.Tensor) -> torch.Tensor:
     """``x: (B, C_in, H, W)`` -> ``(36, B * th * tw, C_in)``: B^T d B of every 6x6 input tile
     (tiles overlap by 2; ``th = ceil(H / 4)`` rows and ``tw`` columns of them)."""
     n, c, h, w = x.shape
-    th, tw = -(-h // 4), -(-w // 4)
+    th, tw = _tile_grid(h, w)
     padded = F.pad(x, (1, 1 + 4 * tw - w, 1, 1 + 4 * th - h)).permute(0, 2, 3, 1)
     tiles = padded.unfold(1, 6, 4).unfold(2, 6, 4)  # (B, th, tw, C_in, 6, 6)
     tiles = tiles.permute(4, 5, 0, 1, 2, 3).reshape(36, -1)
@@ -126,7 +133,7 @@ def _output_grad_tiles(grad: torch.Tensor) -> torch.Tensor:
     """``grad: (B, C_out, H, W)`` -> ``(36, B * th * tw, C_out)``: A g A^T of every 4x4 tile
     of an output gradient, the transpose of the output transform."""
     n, c_out, h, w = grad.shape
-    th, tw = -(-h // 4), -(-w // 4)
+    th, tw = _tile_grid(h, w)
     tiles = F.pad(grad, (0, 4 * tw - w, 0, 4 * th - h)).reshape(n, c_out, th, 4, tw, 4)
     tiles = tiles.permute(3, 5, 0, 2, 4, 1).reshape(16, -1)
     return (_A16.T @ tiles).view(36, n * th * tw, c_out)
@@ -141,7 +148,7 @@ def f4_conv3x3(x: torch.Tensor, kernel: torch.Tensor,
     transform is paid once per batch (NNPACK pays it per sample and per call).
     """
     n, _, h, w = x.shape
-    th, tw = -(-h // 4), -(-w // 4)
+    th, tw = _tile_grid(h, w)
     products = torch.bmm(_input_tiles(x), kernel)
     c_out = kernel.shape[2]
     y = (_A16 @ products.view(36, -1)).view(4, 4, n, th, tw, c_out)
@@ -149,32 +156,42 @@ def f4_conv3x3(x: torch.Tensor, kernel: torch.Tensor,
     return y if bias is None else y + bias.view(1, -1, 1, 1)
 
 
-def f4_conv3x3_input_grad(grad: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+def f4_conv3x3_input_grad(grad: torch.Tensor, kernel: torch.Tensor,
+                          grad_tiles: torch.Tensor | None = None) -> torch.Tensor:
     """The gradient of :func:`f4_conv3x3` with respect to ``x``: its transposed steps.
 
     ``grad: (B, C_out, H, W)``, ``kernel: (36, C_in, C_out)`` -> ``(B, C_in, H, W)``. The
     6x6 input tiles overlap by 2, so their gradients are summed back by ``fold``.
+    ``grad_tiles``: ``grad``'s transformed tiles if already computed (for the weight
+    gradient of the same layer).
     """
     n, _, h, w = grad.shape
-    th, tw = -(-h // 4), -(-w // 4)
+    th, tw = _tile_grid(h, w)
     c_in = kernel.shape[1]
-    inputs = (_B36.T @ torch.bmm(_output_grad_tiles(grad), kernel.transpose(1, 2)).view(36, -1))
+    if grad_tiles is None:
+        grad_tiles = _output_grad_tiles(grad)
+    inputs = (_B36.T @ torch.bmm(grad_tiles, kernel.transpose(1, 2)).view(36, -1))
     inputs = inputs.view(6, 6, n, th, tw, c_in).permute(2, 5, 0, 1, 3, 4)
     summed = F.fold(inputs.reshape(n, c_in * 36, th * tw), (4 * th + 2, 4 * tw + 2),
                     kernel_size=6, stride=4)
     return summed[:, :, 1:1 + h, 1:1 + w]
 
 
-def f4_conv3x3_weight_grad(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+def f4_conv3x3_weight_grad(x: torch.Tensor, grad: torch.Tensor,
+                           grad_tiles: torch.Tensor | None = None) -> torch.Tensor:
     """The gradient of ``conv2d(x, weight, padding=1)`` with respect to ``weight``.
 
     ``x: (B, C_in, H, W)``, ``grad: (B, C_out, H, W)`` -> ``(C_out, C_in, 3, 3)``. F(4x4, 3x3)
     is linear in the transformed kernel U = G g G^T, so dL/dU is, at each of the 36 tile
     positions, one product of the transformed input tiles with the transformed output
-    gradient over all tiles of the batch, and dL/dg = G^T (dL/dU) G.
+    gradient over all tiles of the batch, and dL/dg = G^T (dL/dU) G. ``grad_tiles`` as for
+    :func:`f4_conv3x3_input_grad`. The input tiles are transformed again rather than kept
+    from the forward pass: kept, they would hold 2.25x each layer's input until backward.
     """
     c_out, c_in = grad.shape[1], x.shape[1]
-    products = torch.bmm(_input_tiles(x).transpose(1, 2), _output_grad_tiles(grad))
+    if grad_tiles is None:
+        grad_tiles = _output_grad_tiles(grad)
+    products = torch.bmm(_input_tiles(x).transpose(1, 2), grad_tiles)
     grad_kernel = _G36.T @ products.view(36, c_in * c_out)  # (9, C_in * C_out)
     return grad_kernel.view(3, 3, c_in, c_out).permute(3, 2, 0, 1).contiguous()
 
@@ -183,22 +200,23 @@ def f4_weight_grad_fits(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether :func:`f4_conv3x3_weight_grad` beats oneDNN's for this layer and batch."""
     n, _, h, w = x.shape
     narrow, wide = sorted(weight.shape[:2])
-    return (n * -(-h // 4) * -(-w // 4) >= F4_MIN_TILES and wide >= WEIGHT_GRAD_MIN_CHANNELS
+    return (n * math.prod(_tile_grid(h, w)) >= F4_MIN_TILES and wide >= WEIGHT_GRAD_MIN_CHANNELS
             and (narrow >= WEIGHT_GRAD_MIN_CHANNELS
                  or (2 * narrow >= WEIGHT_GRAD_MIN_CHANNELS
                      and max(h, w) <= WEIGHT_GRAD_NARROW_MAX_SIDE)))
 
 
 def _weight_and_bias_grads(ctx: Any, grad: torch.Tensor, x: torch.Tensor,
-                           weight: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+                           weight: torch.Tensor, grad_tiles: torch.Tensor | None = None,
+                           ) -> tuple[torch.Tensor | None, ...]:
     """The weight and bias gradients, where autograd asks for them: F(4x4, 3x3)'s where
-    :func:`f4_weight_grad_fits`, oneDNN's elsewhere."""
+    :func:`f4_weight_grad_fits` (reusing ``grad_tiles`` if given), oneDNN's elsewhere."""
     want_weight = ctx.needs_input_grad[1]
     want_bias = ctx.has_bias and ctx.needs_input_grad[2]
     if not (want_weight or want_bias):
         return None, None
     if want_weight and f4_weight_grad_fits(x, weight):
-        return (f4_conv3x3_weight_grad(x, grad),
+        return (f4_conv3x3_weight_grad(x, grad, grad_tiles),
                 grad.sum(dim=(0, 2, 3)) if want_bias else None)
     bias_sizes = [weight.shape[0]] if want_bias else None
     _, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
@@ -257,8 +275,10 @@ class _WinogradF4Conv3x3(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor):
         x, weight, kernel = ctx.saved_tensors
         grad = grad.contiguous()
-        grad_x = f4_conv3x3_input_grad(grad, kernel) if ctx.needs_input_grad[0] else None
-        return (grad_x, *_weight_and_bias_grads(ctx, grad, x, weight), None)
+        grad_tiles = _output_grad_tiles(grad)  # shared by the input and weight gradients
+        grad_x = (f4_conv3x3_input_grad(grad, kernel, grad_tiles) if ctx.needs_input_grad[0]
+                  else None)
+        return (grad_x, *_weight_and_bias_grads(ctx, grad, x, weight, grad_tiles), None)
 
 
 class WinogradConv2d(nn.Conv2d):
@@ -285,7 +305,7 @@ class WinogradConv2d(nn.Conv2d):
             return super().forward(x)
         if h * w >= MIN_PIXELS:
             return _Conv3x3.apply(x, self.weight, self.bias, True)
-        if (x.shape[0] * -(-h // 4) * -(-w // 4) < F4_MIN_TILES
+        if (x.shape[0] * math.prod(_tile_grid(h, w)) < F4_MIN_TILES
                 or min(self.in_channels, self.out_channels) < F4_MIN_CHANNELS):
             if (self.weight.requires_grad and torch.is_grad_enabled()
                     and f4_weight_grad_fits(x, self.weight)):
