@@ -46,20 +46,21 @@ def _frames(video: synthetic.Video) -> torch.Tensor:
     return torch.from_numpy(video.frames).permute(0, 3, 1, 2).float() / 255
 
 
-def ideal_background_warp(identity: int, frames: int, size: int) -> torch.Tensor:
+def ideal_background_warp(seed: int, identity: int, frames: int, size: int) -> torch.Tensor:
     """The source frame's background resampled through the true camera: (T, 3, S, S)."""
-    grid = synthetic.background_grid(HELD_OUT_SEED, size, frames, identity)
-    empty = synthetic.render_video(seed=HELD_OUT_SEED, size=size, num_frames=1,
+    grid = synthetic.background_grid(seed, size, frames, identity)
+    empty = synthetic.render_video(seed=seed, size=size, num_frames=1,
                                    identity=identity, character=False)
     source = _frames(empty).expand(frames, -1, -1, -1)
     return F.grid_sample(source, torch.from_numpy(grid), align_corners=True)
 
 
-def regions(identity: int, frames: int, size: int, band: int) -> tuple[dict, torch.Tensor]:
+def regions(seed: int, identity: int, frames: int, size: int,
+            band: int) -> tuple[dict, torch.Tensor]:
     """Region masks (T, S, S) of one clip and its frames (T, 3, S, S)."""
-    video = synthetic.render_video(seed=HELD_OUT_SEED, size=size, num_frames=frames,
+    video = synthetic.render_video(seed=seed, size=size, num_frames=frames,
                                    identity=identity)
-    empty = synthetic.render_video(seed=HELD_OUT_SEED, size=size, num_frames=frames,
+    empty = synthetic.render_video(seed=seed, size=size, num_frames=frames,
                                    identity=identity, character=False)
     covered = np.any(video.frames != empty.frames, axis=-1)
     in_source = np.broadcast_to(covered[:1], covered.shape)
@@ -85,6 +86,9 @@ def main() -> int:
     parser.add_argument("--videos", type=int, default=10, help="held-out characters")
     parser.add_argument("--frames", type=int, default=48, help="frames per video")
     parser.add_argument("--band", type=int, default=4, help="width of 'near' in pixels")
+    parser.add_argument("--seed", type=int, default=HELD_OUT_SEED,
+                        help="dataset seed of the characters; 0 renders the first training "
+                        "characters of `tpsmm synth --seed 0` (default: held-out ones)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = TPSMM.from_checkpoint(args.checkpoint, config=args.config).eval()
@@ -94,11 +98,12 @@ def main() -> int:
     sums = {(m, r): 0.0 for m in methods for r in REGIONS}
     counts = dict.fromkeys(REGIONS, 0)
     for identity in range(args.videos):
-        masks, frames = regions(identity, args.frames, size, args.band)
+        masks, frames = regions(args.seed, identity, args.frames, size, args.band)
         outputs = predict(model, frames, use_bg)
         candidates = {"copy source": frames[:1].expand_as(frames),
                       "model": outputs["prediction"], "deformed": outputs["deformed"],
-                      "ideal bg warp": ideal_background_warp(identity, args.frames, size)}
+                      "ideal bg warp": ideal_background_warp(args.seed, identity, args.frames,
+                                                               size)}
         for method, image in candidates.items():
             error = (image - frames).abs().mean(dim=1).numpy()
             for region, mask in masks.items():
@@ -108,7 +113,8 @@ def main() -> int:
     total = sum(counts.values())
     print(f"checkpoint: {args.checkpoint} (config {args.config}); background predictor "
           f"{'used' if use_bg else 'not used'}")
-    print(f"{args.videos} held-out videos x {args.frames} frames (seed {HELD_OUT_SEED}), "
+    kind = "held-out" if args.seed != 0 else "training"
+    print(f"{args.videos} {kind} videos x {args.frames} frames (seed {args.seed}), "
           f"{size}x{size}; 'near' = background within {args.band} px of the character")
     print("mean |error| per pixel of each region [its share of the frame's L1]")
     print(f"{'region':<10} {'pixels':>7}" + "".join(f" {m:>22}" for m in methods))
