@@ -5,10 +5,11 @@ Everything runs the vox-256 config at 256x256 with the golden rule weights
 image, driven by frames blended between the golden driving frames (8-bit PNGs, so both
 sides read exactly the same pixels):
 
-- *per-frame loop*: written the way the reference demo does it: all frames in memory,
-  then for each frame, batch 1, fp32: keypoints, relative keypoints, dense motion, and the
-  whole inpainting network (its encoder included). Only this loop is timed: reading and
-  writing frames are left out in its favour;
+- *per-frame loop* (:func:`tpsmm.animation.frame_by_frame.animate_frame_by_frame`), the
+  reference demo's way: all frames in memory, then for each frame, batch 1, fp32:
+  keypoints, relative keypoints, dense motion, and the whole inpainting network (its
+  encoder included). Only this loop is timed: reading and writing frames are left out in
+  its favour;
 - *tpsmm animate*: :meth:`tpsmm.animation.Animator.animate` from the driving PNG folder to
   an output PNG folder, decoding and encoding included, in fp32 and in bf16.
 
@@ -49,8 +50,8 @@ from PIL import Image  # noqa: E402
 
 from tpsmm import TPSMM, load_config  # noqa: E402
 from tpsmm.animation import Animator  # noqa: E402
+from tpsmm.animation.frame_by_frame import animate_frame_by_frame  # noqa: E402
 from tpsmm.animation.inference import native_reduced_precision  # noqa: E402
-from tpsmm.animation.keypoints import relative_kp, relative_scale  # noqa: E402
 from tpsmm.data.images import load_image, to_tensor, to_uint8  # noqa: E402
 from tpsmm.data.video import open_video, open_writer  # noqa: E402
 from tpsmm.golden import fill_with_rule  # noqa: E402
@@ -98,21 +99,6 @@ def _inputs(folder: Path, frames: int) -> tuple[Path, Path]:
     return source, driving
 
 
-def reference_loop(model: TPSMM, source: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-    """The reference demo's ``make_animation`` in relative mode: ``(T, 3, S, S)`` frames."""
-    with torch.no_grad():
-        kp_source = model.kp_detector(source)
-        kp_initial = model.kp_detector(frames[:1])
-        scale = relative_scale(kp_source["fg_kp"], kp_initial["fg_kp"])
-        predictions = []
-        for frame in frames:
-            kp_driving = model.kp_detector(frame[None])
-            kp = relative_kp(kp_source["fg_kp"], kp_driving["fg_kp"], kp_initial["fg_kp"], scale)
-            motion = model.dense_motion_network(source, {"fg_kp": kp}, kp_source)
-            predictions.append(model.inpainting_network(source, motion)["prediction"])
-    return torch.cat(predictions)
-
-
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR of two uint8 images in dB (inf when equal)."""
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
@@ -155,7 +141,7 @@ def speed(args: argparse.Namespace, folder: Path) -> None:
 
     def run_loop() -> float:
         started = time.perf_counter()
-        outputs["loop"] = to_uint8(reference_loop(model, source, frames))
+        outputs["loop"] = to_uint8(animate_frame_by_frame(model, source, frames))
         return time.perf_counter() - started
 
     def run_ours(precision: str, out: Path) -> float:
@@ -169,7 +155,7 @@ def speed(args: argparse.Namespace, folder: Path) -> None:
 
     # Warm-up, so that no side is timed creating its kernels: the loop on one frame, each
     # animator on one batch of the size it will use.
-    reference_loop(model, source, frames[:1])
+    animate_frame_by_frame(model, source, frames[:1])
     for precision, animator in animators.items():
         if precision not in slow:
             animator.animate_frames(animator.prepare(source_png), frames[: animator.batch_size])

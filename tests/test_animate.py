@@ -18,8 +18,8 @@ from PIL import Image
 from tpsmm import TPSMM, load_config
 from tpsmm.animation import Animator
 from tpsmm.animation.best_frame import FaceLandmarks
+from tpsmm.animation.frame_by_frame import animate_frame_by_frame
 from tpsmm.animation.inference import native_reduced_precision
-from tpsmm.animation.keypoints import relative_kp, relative_scale
 from tpsmm.checkpoint import atomic_save
 from tpsmm.cli import main
 from tpsmm.data.images import fit, load_image, to_tensor, to_uint8
@@ -120,31 +120,6 @@ def _video(path: Path, frames: np.ndarray, fps: float | Fraction, audio: Path | 
     return path
 
 
-def reference_animation(model: TPSMM, source: torch.Tensor, frames: torch.Tensor,
-                        mode: str) -> torch.Tensor:
-    """The reference demo's loop: one frame at a time, fp32, everything per frame.
-
-    ``source: (1, 3, S, S)``, ``frames: (T, 3, S, S)`` in [0, 1] -> ``(T, 3, S, S)``.
-    """
-    with torch.no_grad():
-        kp_source = model.kp_detector(source)
-        kp_initial = model.kp_detector(frames[:1])
-        scale = relative_scale(kp_source["fg_kp"], kp_initial["fg_kp"])
-        predictions = []
-        for frame in frames:
-            kp_driving = model.kp_detector(frame[None])
-            if mode == "standard":
-                kp = kp_driving["fg_kp"]
-            elif mode == "relative":
-                kp = relative_kp(kp_source["fg_kp"], kp_driving["fg_kp"], kp_initial["fg_kp"],
-                                 scale)
-            else:
-                kp = model.avd_network(kp_source, kp_driving)["fg_kp"]
-            motion = model.dense_motion_network(source, {"fg_kp": kp}, kp_source)
-            predictions.append(model.inpainting_network(source, motion)["prediction"])
-    return torch.cat(predictions)
-
-
 # --------------------------------------------------------------------------- golden outputs
 
 # The golden inputs are not 8-bit values, so PNG files of them are not the golden inputs:
@@ -166,7 +141,7 @@ def test_cli_matches_the_reference_on_golden_weights(mode, tiny_case, golden_fil
     assert written == [f"{i:06d}.png" for i in range(4)]
     output = _read_frames(tmp_path / "out").astype(int)
     read = to_tensor(_read_frames(tmp_path / "driving"))
-    expected = reference_animation(golden_files["model"], to_tensor(load_image(source)[None]),
+    expected = animate_frame_by_frame(golden_files["model"], to_tensor(load_image(source)[None]),
                                    read, mode)
     assert np.abs(output - to_uint8(expected)).max() <= 1
 
