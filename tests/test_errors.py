@@ -6,6 +6,7 @@ from importlib import resources
 
 import pytest
 import torch
+import yaml
 
 from tpsmm import TPSMM, load_config
 from tpsmm.errors import CheckpointError, ConfigError
@@ -50,8 +51,10 @@ def test_train_params_checked_when_training_needs_them():
 def test_dense_motion_too_shallow_for_its_masks_names_file_and_fix(tmp_path):
     """At scale_factor 1 all four occlusion masks come from the hourglass: 4 blocks."""
     path = tmp_path / "full-res.yaml"
-    text = resources.files("tpsmm").joinpath("configs/synthetic-64.yaml").read_text()
-    path.write_text(text.replace("scale_factor: 0.25", "scale_factor: 1.0"))
+    data = yaml.safe_load(resources.files("tpsmm").joinpath("configs/synthetic-64.yaml")
+                          .read_text())
+    data["model_params"]["dense_motion_params"]["scale_factor"] = 1.0
+    path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match=r"full-res\.yaml: dense_motion_params: .* "
                        r"need 4 hourglass outputs, but num_blocks 3 .* num_blocks >= 4"):
         TPSMM.from_config(path)
