@@ -16,8 +16,10 @@ Winograd's algorithms need several times fewer multiplications. Two are used:
   transform cached for frozen layers (the VGG-19). At batch 8, with the kernel already
   transformed, it measured 1.46-2.29x oneDNN on the VGG-19's 256- and 512-channel layers at
   16x16 to 4x4 of 64x64 training, forward, and 1.19-1.89x for the input gradient from 8x8
-  up; with 128 channels at 16x16 one run gave 0.85x / 0.97x and a later one 1.60x / 1.04x,
-  so :data:`F4_MIN_CHANNELS` stays at the safe 256 until a quieter measurement.
+  up. With 128 channels the layer gains (16x16: 1.57x / 1.42x on a quiet machine; 8x8:
+  1.43x / 0.94x) but a whole 64x64 training step barely does (1.01x, alternating steps on
+  the same quiet machine: ``benchmarks/weight_grad_step.py --f4-min-channels 128``), so
+  :data:`F4_MIN_CHANNELS` stays at 256.
 
 The gradient with respect to the input is, for stride 1 and padding 1, the same
 convolution with the kernel rotated by 180 degrees and its channel axes swapped
