@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from tpsmm.animation.animator import MODES
 from tpsmm.animation.keypoints import relative_kp, relative_scale
 from tpsmm.model import TPSMM
 
@@ -30,6 +31,8 @@ def animate_frame_by_frame(model: TPSMM, source: torch.Tensor, frames: torch.Ten
     Returns:
         ``(T, 3, S, S)`` generated frames.
     """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     with torch.no_grad():
         kp_source = model.kp_detector(source)
         kp_initial = model.kp_detector(frames[:1])
