@@ -47,8 +47,8 @@ from tpsmm.networks.winograd import (
 )
 
 # (C_in, C_out, H = W): inpainting, dense-motion hourglass and VGG-19 layers of 256x256
-# training, and of 64x64 training (synthetic-64's networks, some with the dense motion
-# network at scale_factor 0.5, the setting being trained for the next demo model).
+# training, and of 64x64 training (synthetic-64's networks, the dense motion network's at
+# scale_factor 0.5, as shipped, and some at the earlier 0.25).
 SHAPES = {
     "256": [
         (512, 512, 32), (512, 512, 64), (256, 256, 128), (512, 256, 64), (256, 64, 256),

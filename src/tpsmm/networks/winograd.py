@@ -277,7 +277,9 @@ class _WinogradF4Conv3x3(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor):
         x, weight, kernel = ctx.saved_tensors
         grad = grad.contiguous()
-        grad_tiles = _output_grad_tiles(grad)  # shared by the input and weight gradients
+        # Shared by the input and weight gradients; a bias gradient alone needs neither.
+        grad_tiles = (_output_grad_tiles(grad)
+                      if ctx.needs_input_grad[0] or ctx.needs_input_grad[1] else None)
         grad_x = (f4_conv3x3_input_grad(grad, kernel, grad_tiles) if ctx.needs_input_grad[0]
                   else None)
         return (grad_x, *_weight_and_bias_grads(ctx, grad, x, weight, grad_tiles), None)
