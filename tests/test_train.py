@@ -28,6 +28,7 @@ from tpsmm.evaluation.reconstruction import reconstruct
 from tpsmm.networks.winograd import WinogradConv2d, winograd_available
 from tpsmm.training.checkpoints import LAST, TRAINING_KEY, numbered_name
 from tpsmm.training.logs import read_log
+from tpsmm.training.lr_schedule import load_step_schedule, step_schedule
 from tpsmm.training.sampling import EpochSampler, TrainingPairs, derive_seed
 from tpsmm.training.trainer import WINOGRAD_NETWORKS, Stage1, TrainOptions, train
 from tpsmm.training.visualizer import visualize
@@ -190,6 +191,50 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return {f"{net}.{key}": value for net in ("kp_detector", "dense_motion_network",
                                               "inpainting_network", "bg_predictor")
             for key, value in checkpoint[net].items()}
+
+
+def test_new_milestones_on_resume_give_the_new_schedules_lr() -> None:
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([weight], lr=1.0)
+    scheduler = step_schedule(optimizer, [2])
+    for _ in range(3):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
+    saved = copy.deepcopy((optimizer.state_dict(), scheduler.state_dict()))
+
+    def resumed(milestones: list[int]) -> torch.optim.lr_scheduler.MultiStepLR:
+        fresh = torch.optim.SGD([weight], lr=1.0)
+        fresh.load_state_dict(saved[0])
+        schedule = step_schedule(fresh, milestones)
+        load_step_schedule(schedule, saved[1], milestones)
+        return schedule
+
+    same = resumed([2])
+    assert same.get_last_lr() == pytest.approx([0.1])
+    assert same.optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
+    stretched = resumed([5, 6])  # epoch 3 is before both drops now
+    assert stretched.get_last_lr() == pytest.approx([1.0])
+    lrs = []
+    for _ in range(4):
+        stretched.step()
+        lrs.append(stretched.optimizer.param_groups[0]["lr"])
+    assert lrs == pytest.approx([1.0, 0.1, 0.01, 0.01])  # epochs 4, 5, 6, 7
+    assert resumed([0, 1, 3]).get_last_lr() == pytest.approx([1e-3])
+
+
+def test_resume_can_stretch_the_schedule(synthetic_root: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(options(run, synthetic_root, epochs=1))  # epoch 0 at 2e-4, before the drop at 1
+    stretched = train(options(run, synthetic_root, config=None, resume="last", epochs=3,
+                              epoch_milestones=[2, 3]))
+    assert (stretched.status, stretched.epochs_done) == ("finished", 3)
+    lrs = [(r["epoch"], r["lr"]) for r in read_log(run / "log.jsonl") if r["kind"] == "step"]
+    assert lrs == [(0, 2e-4)] * 2 + [(1, 2e-4)] * 2 + [(2, pytest.approx(2e-5))] * 2
+    checkpoint = read_checkpoint(run / LAST)
+    assert checkpoint[TRAINING_KEY]["config"]["train_params"]["epoch_milestones"] == [2, 3]
+    # The background predictor's schedule changes too: [1] would leave 2e-5 after epoch 2.
+    assert checkpoint["optimizer_bg_predictor"]["param_groups"][0]["lr"] == pytest.approx(2e-6)
 
 
 def test_resumed_run_replays_the_uninterrupted_run(synthetic_root: Path, tmp_path: Path) -> None:

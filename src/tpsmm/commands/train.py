@@ -39,6 +39,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="continue the run in RUN_DIR from its last.pth.tar (starting afresh "
                    "if there is none yet), or from CHECKPOINT")
     p.add_argument("--epochs", type=positive_int, help="number of epochs (overrides the config)")
+    p.add_argument("--epoch-milestones", type=non_negative_int, nargs="+", metavar="EPOCH",
+                   help="epochs after which the lr drops 10x (overrides the config); with "
+                   "--resume, the lr becomes what the new schedule gives the current epoch")
     p.add_argument("--batch-size", type=positive_int,
                    help="global batch size, split over the processes (overrides the config)")
     p.add_argument("--num-repeats", type=positive_int,
@@ -102,7 +105,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     result = train(TrainOptions(
         out=args.out, config=args.config, data=args.data, resume=args.resume, init=args.init,
-        epochs=args.epochs, batch_size=args.batch_size, num_repeats=args.num_repeats,
+        epochs=args.epochs, epoch_milestones=args.epoch_milestones, batch_size=args.batch_size,
+        num_repeats=args.num_repeats,
         workers=args.workers, image_size=args.image_size, max_steps=args.max_steps,
         seed=args.seed, precision=args.precision, channels_last=args.channels_last,
         vgg_weights=args.vgg_weights, winograd=not args.no_winograd,

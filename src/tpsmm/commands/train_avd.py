@@ -33,7 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     result = train_avd(AVDOptions(
         out=args.out, checkpoint=args.checkpoint, config=args.config, data=args.data,
-        resume=args.resume, epochs=args.epochs, batch_size=args.batch_size,
+        resume=args.resume, epochs=args.epochs, epoch_milestones=args.epoch_milestones,
+        batch_size=args.batch_size,
         num_repeats=args.num_repeats, workers=args.workers, max_steps=args.max_steps,
         seed=args.seed, checkpoint_minutes=args.checkpoint_minutes,
         checkpoint_every=args.checkpoint_every, device=args.device, threads=args.threads,

@@ -36,8 +36,9 @@ from tpsmm.model import TPSMM
 from tpsmm.training.checkpoints import TRAINING_KEY, restore_rng_states, rng_states
 from tpsmm.training.distributed import DistributedContext, setup_distributed
 from tpsmm.training.loop import RunOptions, Schedule, TrainResult, open_run, plain, run_epochs
+from tpsmm.training.lr_schedule import load_step_schedule, step_schedule
 from tpsmm.training.sampling import TrainingPairs
-from tpsmm.training.trainer import ADAM_BETAS, LR_GAMMA, training_dataset
+from tpsmm.training.trainer import ADAM_BETAS, training_dataset
 from tpsmm.training.visualizer import visualize_avd
 
 #: train_avd_params for a config that leaves them out: the values shared by the
@@ -111,8 +112,7 @@ class AVDStage:
                                           betas=ADAM_BETAS)
         if "optimizer_avd" in stage1:
             self.optimizer.load_state_dict(stage1["optimizer_avd"])
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            self.optimizer, self.params["epoch_milestones"], gamma=LR_GAMMA)
+        self.scheduler = step_schedule(self.optimizer, self.params["epoch_milestones"])
 
     def _keypoints(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         device = self.ctx.device
@@ -170,7 +170,8 @@ class AVDStage:
     def load(self, checkpoint: dict[str, Any], source: str) -> None:
         load_networks(self.model.networks, checkpoint, source)
         self.optimizer.load_state_dict(checkpoint["optimizer_avd"])
-        self.scheduler.load_state_dict(checkpoint[TRAINING_KEY]["scheduler"])
+        load_step_schedule(self.scheduler, checkpoint[TRAINING_KEY]["scheduler"],
+                           self.params["epoch_milestones"])
         restore_rng_states(checkpoint[TRAINING_KEY]["rng"])
 
 
@@ -184,7 +185,8 @@ def _avd_config(options: AVDOptions, base: str | os.PathLike | dict | None,
     workers = (data.get("train_params") or {}).get("dataloader_workers") or 0
     params = {**AVD_DEFAULTS, "dataloader_workers": workers,
               **(data.get("train_avd_params") or {})}
-    overrides = {"num_epochs": options.epochs, "batch_size": options.batch_size,
+    overrides = {"num_epochs": options.epochs, "epoch_milestones": options.epoch_milestones,
+                 "batch_size": options.batch_size,
                  "num_repeats": options.num_repeats, "dataloader_workers": options.workers}
     for key, value in overrides.items():
         if value is None:

@@ -55,6 +55,9 @@ class RunOptions:
         epochs, batch_size, num_repeats, workers: override the config's
             ``num_epochs``, ``batch_size`` (global: split over the processes),
             ``num_repeats`` and ``dataloader_workers``.
+        epoch_milestones: override the config's ``epoch_milestones`` (the epochs
+            after which the lr drops 10x). Resuming with new ones sets the lr
+            the new schedule gives the current epoch (:mod:`~tpsmm.training.lr_schedule`).
         max_steps: stop (with a checkpoint) after this many steps in total.
         seed: seeds the initial weights, the data order and every random draw.
         checkpoint_minutes: also save ``last.pth.tar`` this often (None: only
@@ -74,6 +77,7 @@ class RunOptions:
     batch_size: int | None = None
     num_repeats: int | None = None
     workers: int | None = None
+    epoch_milestones: list[int] | None = None
     max_steps: int | None = None
     seed: int = 0
     checkpoint_minutes: float | None = 30.0
@@ -219,8 +223,8 @@ def run_epochs(stage: Stage, pairs: TrainingPairs, schedule: Schedule, config: C
     epoch_losses: dict[str, float] = {}
     say = ctx.is_main and not options.quiet
     if say:
-        where = (f"resuming {start_path} at epoch {epoch}, step {global_step}" if checkpoint
-                 else "new run")
+        where = (f"resuming {start_path} at epoch {epoch}, step {global_step}, "
+                 f"lr {stage.lr():g}" if checkpoint else "new run")
         print(f"{name}: {where}; {len(pairs.dataset)} training items x {schedule.num_repeats} "
               f"repeats = {sampler.steps_per_epoch} steps/epoch of batch {schedule.batch_size}; "
               f"{ctx.world_size} process(es) on {ctx.device} -> {run_dir}")

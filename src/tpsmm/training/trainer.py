@@ -60,13 +60,13 @@ from tpsmm.training.loop import (
     plain,
     run_epochs,
 )
+from tpsmm.training.lr_schedule import load_step_schedule, step_schedule
 from tpsmm.training.sampling import TrainingPairs
 from tpsmm.training.visualizer import visualize
 
 #: The reference's optimizer settings (not in its configs).
 ADAM_BETAS = (0.5, 0.999)
 WEIGHT_DECAY = 1e-4
-LR_GAMMA = 0.1
 #: Inf-norm clipping of the keypoint, dense-motion and background gradients.
 CLIP_NORM = 10.0
 #: Networks trained in stage 1, in the order of the reference's optimizer.
@@ -142,6 +142,8 @@ def _resolve_config(options: TrainOptions, saved: dict | None) -> Config:
         params["perceptual_weights"] = str(options.vgg_weights)
     if options.epochs is not None:
         params["num_epochs"] = options.epochs
+    if options.epoch_milestones is not None:
+        params["epoch_milestones"] = list(options.epoch_milestones)
     if options.workers is not None:
         params["dataloader_workers"] = options.workers
     if options.data is not None:
@@ -234,16 +236,14 @@ class Stage1:
                             for p in getattr(self.model, name).parameters()]
         self.optimizer = torch.optim.Adam(generator_params, lr=self.params["lr_generator"],
                                           betas=ADAM_BETAS, weight_decay=WEIGHT_DECAY, **fused)
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            self.optimizer, self.params["epoch_milestones"], gamma=LR_GAMMA)
+        self.scheduler = step_schedule(self.optimizer, self.params["epoch_milestones"])
         self.optimizer_bg = self.scheduler_bg = None
         if self.bg is not None:
             self.optimizer_bg = torch.optim.Adam(self.bg.parameters(),
                                                  lr=self.params["lr_generator"],
                                                  betas=ADAM_BETAS, weight_decay=WEIGHT_DECAY,
                                                  **fused)
-            self.scheduler_bg = torch.optim.lr_scheduler.MultiStepLR(
-                self.optimizer_bg, self.params["epoch_milestones"], gamma=LR_GAMMA)
+            self.scheduler_bg = step_schedule(self.optimizer_bg, self.params["epoch_milestones"])
         dtype = PRECISIONS[precision]
         self.autocast_dtype = dtype
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=dtype is torch.float16)
@@ -340,10 +340,11 @@ class Stage1:
         load_networks(networks, checkpoint, source)
         training = checkpoint[TRAINING_KEY]
         self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.scheduler.load_state_dict(training["scheduler"])
+        milestones = self.params["epoch_milestones"]
+        load_step_schedule(self.scheduler, training["scheduler"], milestones)
         if self.bg is not None and "optimizer_bg_predictor" in checkpoint:
             self.optimizer_bg.load_state_dict(checkpoint["optimizer_bg_predictor"])
-            self.scheduler_bg.load_state_dict(training["scheduler_bg"])
+            load_step_schedule(self.scheduler_bg, training["scheduler_bg"], milestones)
         self.scaler.load_state_dict(training["scaler"])
         restore_rng_states(training["rng"])
 
