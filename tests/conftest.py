@@ -23,9 +23,26 @@ DATA = Path(__file__).parent / "data"
 
 @pytest.fixture(autouse=True, scope="session")
 def _threads():
-    # 2 cores in CI. Oversubscribed cores (a training run beside the tests)
-    # make OpenMP threads spin against each other: set TPSMM_TEST_THREADS=1.
-    torch.set_num_threads(int(os.environ.get("TPSMM_TEST_THREADS", "2")))
+    # pytest-xdist runs one worker per core (pyproject's addopts): one thread
+    # each. Without it (-p no:xdist or -n 0), two threads for 2 cores in CI.
+    # Oversubscribed cores (a training run beside the tests) make OpenMP
+    # threads spin against each other: set TPSMM_TEST_THREADS=1.
+    default = "1" if "PYTEST_XDIST_WORKER" in os.environ else "2"
+    torch.set_num_threads(int(os.environ.get("TPSMM_TEST_THREADS", default)))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest first: slow tests ahead of the rest, by their ``slow(minutes=M)``.
+
+    pytest-xdist deals the tests to the workers in contiguous blocks, so the
+    first test starts at once; the ~7-minute training test then runs beside
+    all the others instead of after the block dealt before it.
+    """
+    def minutes(item: pytest.Item) -> float:
+        marker = item.get_closest_marker("slow")
+        return -1.0 if marker is None else marker.kwargs.get("minutes", 0.0)
+
+    items.sort(key=minutes, reverse=True)  # stable: file order within equal keys
 
 
 @pytest.fixture
