@@ -17,6 +17,8 @@ background resampled (bilinearly, as the model does) through the true camera
 motion, the floor for any model that warps. Reconstruction is from the first
 frame, as in ``benchmarks/synthetic.py``; the background predictor is used
 when the checkpoint has one (as the reference's reconstruction does), unless ``--no-bg``.
+Then it also prints how far the background predictor's warp is from the true
+camera's, beside the identity's (no camera motion), in pixels.
 
     python benchmarks/synthetic_errors.py                           # the shipped model
     python benchmarks/synthetic_errors.py --checkpoint RUN/last.pth.tar
@@ -36,6 +38,7 @@ from scipy.ndimage import binary_dilation
 from tpsmm import TPSMM
 from tpsmm.data import synthetic
 from tpsmm.evaluation.reconstruction import background_used, generate_frames
+from tpsmm.geometry import apply_projective, make_coordinate_grid
 
 HELD_OUT_SEED = 1  # training used dataset seed 0
 REGIONS = ("character", "uncovered", "near", "far")
@@ -73,6 +76,20 @@ def regions(seed: int, identity: int, frames: int, size: int,
 
 
 @torch.no_grad()
+def camera_errors(model: TPSMM, frames: torch.Tensor, seed: int,
+                  identity: int) -> tuple[float, float]:
+    """Mean |grid - true camera grid| in pixels: (background predictor, identity)."""
+    size = frames.shape[-1]
+    true = torch.from_numpy(synthetic.background_grid(seed, size, len(frames), identity))
+    bg_param = model.bg_predictor(frames[:1].expand_as(frames), frames)
+    identity_grid = make_coordinate_grid((size, size))
+    predicted = apply_projective(bg_param, identity_grid)
+    pixels = (size - 1) / 2  # grid units [-1, 1] -> pixels
+    return (float((predicted - true).abs().mean()) * pixels,
+            float((identity_grid - true).abs().mean()) * pixels)
+
+
+@torch.no_grad()
 def predict(model: TPSMM, frames: torch.Tensor, use_bg: bool) -> dict[str, torch.Tensor]:
     """Reconstruction of ``frames`` from frame 0: prediction and deformed, (T, 3, S, S)."""
     source = frames[:1]
@@ -97,9 +114,12 @@ def main() -> int:
     methods = ("copy source", "model", "deformed", "ideal bg warp")
     sums = {(m, r): 0.0 for m in methods for r in REGIONS}
     counts = dict.fromkeys(REGIONS, 0)
+    camera = np.zeros(2)
     for identity in range(args.videos):
         masks, frames = regions(args.seed, identity, args.frames, size, args.band)
         outputs = predict(model, frames, use_bg)
+        if use_bg:
+            camera += camera_errors(model, frames, args.seed, identity)
         candidates = {"copy source": frames[:1].expand_as(frames),
                       "model": outputs["prediction"], "deformed": outputs["deformed"],
                       "ideal bg warp": ideal_background_warp(args.seed, identity, args.frames,
@@ -127,6 +147,10 @@ def main() -> int:
     totals = "".join(f" {sum(sums[m, r] for r in REGIONS) / total:11.4f} {'':>10}"
                      for m in methods[:3])
     print(f"{'L1':<10} {'100%':>7}{totals}")
+    if use_bg:
+        predicted, still = camera / args.videos
+        print(f"camera: the background predictor's warp is {predicted:.3f} px from the true "
+              f"camera's on average; the identity (no camera motion) {still:.3f} px")
     return 0
 
 
