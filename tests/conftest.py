@@ -24,7 +24,7 @@ DATA = Path(__file__).parent / "data"
 @pytest.fixture(autouse=True, scope="session")
 def _threads():
     # pytest-xdist runs one worker per core (pyproject's addopts): one thread
-    # each. Without it (-p no:xdist or -n 0), two threads for 2 cores in CI.
+    # each. In one process (-n 0), two threads for 2 cores in CI.
     # Oversubscribed cores (a training run beside the tests) make OpenMP
     # threads spin against each other: set TPSMM_TEST_THREADS=1.
     default = "1" if "PYTEST_XDIST_WORKER" in os.environ else "2"
