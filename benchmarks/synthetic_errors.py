@@ -17,8 +17,11 @@ background resampled (bilinearly, as the model does) through the true camera
 motion, the floor for any model that warps. Reconstruction is from the first
 frame, as in ``benchmarks/synthetic.py``; the background predictor is used
 when the checkpoint has one (as the reference's reconstruction does), unless ``--no-bg``.
-Then it also prints how far the background predictor's warp is from the true
-camera's, beside the identity's (no camera motion), in pixels.
+Then, for the model, the mean weight of the background transform in the dense
+motion's masks and how far its flow is from the true camera's (in pixels, |dx| + |dy|),
+region by region (both resized to the frame as the inpainting network resizes the flow);
+and how far the background predictor's warp is from the true camera's, beside the
+identity's (no camera motion).
 
     python benchmarks/synthetic_errors.py                           # the shipped model
     python benchmarks/synthetic_errors.py --checkpoint RUN/last.pth.tar
@@ -75,26 +78,40 @@ def regions(seed: int, identity: int, frames: int, size: int,
     return masks, _frames(video)
 
 
+def pixels_per_grid_unit(size: int) -> float:
+    """Grid coordinates in [-1, 1] (align_corners=True) to pixels of a ``size`` frame."""
+    return (size - 1) / 2
+
+
 @torch.no_grad()
 def camera_errors(model: TPSMM, frames: torch.Tensor, seed: int,
                   identity: int) -> tuple[float, float]:
-    """Mean |grid - true camera grid| in pixels: (background predictor, identity)."""
+    """Mean |dx| + |dy| from the true camera's grid in pixels: (background predictor,
+    identity)."""
     size = frames.shape[-1]
     true = torch.from_numpy(synthetic.background_grid(seed, size, len(frames), identity))
     bg_param = model.bg_predictor(frames[:1].expand_as(frames), frames)
     identity_grid = make_coordinate_grid((size, size))
     predicted = apply_projective(bg_param, identity_grid)
-    pixels = (size - 1) / 2  # grid units [-1, 1] -> pixels
-    return (float((predicted - true).abs().mean()) * pixels,
-            float((identity_grid - true).abs().mean()) * pixels)
+    pixels = pixels_per_grid_unit(size)
+    return (float((predicted - true).abs().sum(dim=-1).mean()) * pixels,
+            float((identity_grid - true).abs().sum(dim=-1).mean()) * pixels)
 
 
 @torch.no_grad()
 def predict(model: TPSMM, frames: torch.Tensor, use_bg: bool) -> dict[str, torch.Tensor]:
-    """Reconstruction of ``frames`` from frame 0: prediction and deformed, (T, 3, S, S)."""
+    """Reconstruction of ``frames`` from frame 0: prediction and deformed, (T, 3, S, S);
+    the background transform's mask weight (T, S, S) and the flow (T, S, S, 2)."""
     source = frames[:1]
     out = generate_frames(model, source, frames, model.kp_detector(source), use_bg)
-    return {"prediction": out["prediction"], "deformed": out["deformed"]}
+    size = frames.shape[-2:]
+    motion = out["motion"]
+    background = F.interpolate(motion["contribution_maps"][:, :1], size=size,
+                               mode="bilinear", align_corners=True)[:, 0]
+    flow = F.interpolate(motion["deformation"].permute(0, 3, 1, 2), size=size,
+                         mode="bilinear", align_corners=True).permute(0, 2, 3, 1)
+    return {"prediction": out["prediction"], "deformed": out["deformed"],
+            "background weight": background, "flow": flow}
 
 
 def main() -> int:
@@ -115,9 +132,19 @@ def main() -> int:
     sums = {(m, r): 0.0 for m in methods for r in REGIONS}
     counts = dict.fromkeys(REGIONS, 0)
     camera = np.zeros(2)
+    motion_sums = {(m, r): 0.0 for m in ("background weight", "flow error") for r in REGIONS}
+    pixels = pixels_per_grid_unit(size)
     for identity in range(args.videos):
         masks, frames = regions(args.seed, identity, args.frames, size, args.band)
         outputs = predict(model, frames, use_bg)
+        true_camera = torch.from_numpy(synthetic.background_grid(args.seed, size, args.frames,
+                                                                 identity))
+        flow_error = (outputs["flow"] - true_camera).abs().sum(dim=-1) * pixels
+        for region, mask in masks.items():
+            mask = torch.from_numpy(mask)
+            motion_sums["background weight", region] += float(
+                outputs["background weight"][mask].sum())
+            motion_sums["flow error", region] += float(flow_error[mask].sum())
         if use_bg:
             camera += camera_errors(model, frames, args.seed, identity)
         candidates = {"copy source": frames[:1].expand_as(frames),
@@ -147,10 +174,17 @@ def main() -> int:
     totals = "".join(f" {sum(sums[m, r] for r in REGIONS) / total:11.4f} {'':>10}"
                      for m in methods[:3])
     print(f"{'L1':<10} {'100%':>7}{totals}")
+    print("the model's dense motion, mean per pixel of each region: the background "
+          "transform's mask weight | |flow - true camera| in px")
+    for region in REGIONS:
+        n = max(counts[region], 1)
+        print(f"{region:<10} {motion_sums['background weight', region] / n:7.3f} "
+              f"{motion_sums['flow error', region] / n:9.2f}")
     if use_bg:
         predicted, still = camera / args.videos
-        print(f"camera: the background predictor's warp is {predicted:.3f} px from the true "
-              f"camera's on average; the identity (no camera motion) {still:.3f} px")
+        print(f"camera: the background predictor's warp is {predicted:.3f} px (|dx| + |dy|) "
+              f"from the true camera's on average; the identity (no camera motion) "
+              f"{still:.3f} px")
     return 0
 
 

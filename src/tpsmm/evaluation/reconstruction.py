@@ -235,14 +235,15 @@ def reconstruct_frames(model: TPSMM | None, source: torch.Tensor, driving: torch
 def generate_frames(model: TPSMM, source: torch.Tensor, driving: torch.Tensor,
                     kp_source: dict, use_bg: bool) -> dict:
     """:func:`reconstruct_frames` with everything the inpainting network returns
-    (``prediction``, ``deformed``, ``occlusion_map``, ...), each with n rows."""
+    (``prediction``, ``deformed``, ``occlusion_map``, ...), each with n rows, and the
+    dense motion network's output as ``motion`` (``contribution_maps``, ``deformation``)."""
     count = driving.shape[0]
     sources = source.expand(count, -1, -1, -1)
     kp_sources = {"fg_kp": kp_source["fg_kp"].expand(count, -1, -1)}
     kp_driving = model.kp_detector(driving)
     bg_param = model.bg_predictor(sources, driving) if use_bg else None
     motion = model.dense_motion_network(sources, kp_driving, kp_sources, bg_param=bg_param)
-    return model.inpainting_network(sources, motion)
+    return dict(model.inpainting_network(sources, motion), motion=motion)
 
 
 def background_used(model: TPSMM) -> bool:
