@@ -52,13 +52,19 @@ def _frames(video: synthetic.Video) -> torch.Tensor:
     return torch.from_numpy(video.frames).permute(0, 3, 1, 2).float() / 255
 
 
-def ideal_background_warp(seed: int, identity: int, frames: int, size: int) -> torch.Tensor:
-    """The source frame's background resampled through the true camera: (T, 3, S, S)."""
-    grid = synthetic.background_grid(seed, size, frames, identity)
+def true_camera(seed: int, identity: int, frames: int, size: int) -> torch.Tensor:
+    """The background's true backward flow of one clip: (T, S, S, 2) in [-1, 1]."""
+    return torch.from_numpy(synthetic.background_grid(seed, size, frames, identity))
+
+
+def ideal_background_warp(seed: int, identity: int, camera: torch.Tensor) -> torch.Tensor:
+    """The source frame's background resampled through the true ``camera`` flow
+    (:func:`true_camera`): (T, 3, S, S)."""
+    frames, size = camera.shape[:2]
     empty = synthetic.render_video(seed=seed, size=size, num_frames=1,
                                    identity=identity, character=False)
     source = _frames(empty).expand(frames, -1, -1, -1)
-    return F.grid_sample(source, torch.from_numpy(grid), align_corners=True)
+    return F.grid_sample(source, camera, align_corners=True)
 
 
 def regions(seed: int, identity: int, frames: int, size: int,
@@ -84,12 +90,11 @@ def pixels_per_grid_unit(size: int) -> float:
 
 
 @torch.no_grad()
-def camera_errors(model: TPSMM, frames: torch.Tensor, seed: int,
-                  identity: int) -> tuple[float, float]:
-    """Mean |dx| + |dy| from the true camera's grid in pixels: (background predictor,
+def camera_errors(model: TPSMM, frames: torch.Tensor,
+                  true: torch.Tensor) -> tuple[float, float]:
+    """Mean |dx| + |dy| from the ``true`` camera's flow in pixels: (background predictor,
     identity)."""
     size = frames.shape[-1]
-    true = torch.from_numpy(synthetic.background_grid(seed, size, len(frames), identity))
     bg_param = model.bg_predictor(frames[:1].expand_as(frames), frames)
     identity_grid = make_coordinate_grid((size, size))
     predicted = apply_projective(bg_param, identity_grid)
@@ -137,20 +142,19 @@ def main() -> int:
     for identity in range(args.videos):
         masks, frames = regions(args.seed, identity, args.frames, size, args.band)
         outputs = predict(model, frames, use_bg)
-        true_camera = torch.from_numpy(synthetic.background_grid(args.seed, size, args.frames,
-                                                                 identity))
-        flow_error = (outputs["flow"] - true_camera).abs().sum(dim=-1) * pixels
+        camera_flow = true_camera(args.seed, identity, args.frames, size)
+        flow_error = (outputs["flow"] - camera_flow).abs().sum(dim=-1) * pixels
         for region, mask in masks.items():
             mask = torch.from_numpy(mask)
             motion_sums["background weight", region] += float(
                 outputs["background weight"][mask].sum())
             motion_sums["flow error", region] += float(flow_error[mask].sum())
         if use_bg:
-            camera += camera_errors(model, frames, args.seed, identity)
+            camera += camera_errors(model, frames, camera_flow)
         candidates = {"copy source": frames[:1].expand_as(frames),
                       "model": outputs["prediction"], "deformed": outputs["deformed"],
-                      "ideal bg warp": ideal_background_warp(args.seed, identity, args.frames,
-                                                               size)}
+                      "ideal bg warp": ideal_background_warp(args.seed, identity,
+                                                               camera_flow)}
         for method, image in candidates.items():
             error = (image - frames).abs().mean(dim=1).numpy()
             for region, mask in masks.items():
