@@ -20,6 +20,8 @@ import argparse
 import statistics
 import sys
 import time
+from contextlib import nullcontext
+from unittest import mock
 
 import torch
 from _common import cpu_description, load_average
@@ -43,24 +45,23 @@ def main() -> int:
         sys.exit("this build of torch has no NNPACK: no Winograd path to measure")
     step = _our_step(args.config, args.size, args.batch, "fp32")
     x = _batch(torch.Generator().manual_seed(0), args.batch, args.size)
-    fits, min_channels = winograd.f4_weight_grad_fits, winograd.F4_MIN_CHANNELS
     if args.f4_min_channels is None:
         as_is, changed = "with F(4x4) weight gradients where they fit", "weight gradients by oneDNN"
+        change = mock.patch.object(winograd, "f4_weight_grad_fits", lambda *_: False)
     else:
-        as_is = f"F(4x4) from {min_channels} channels"
+        as_is = f"F(4x4) from {winograd.F4_MIN_CHANNELS} channels"
         changed = f"F(4x4) from {args.f4_min_channels} channels"
+        change = mock.patch.object(winograd, "F4_MIN_CHANNELS", args.f4_min_channels)
     seconds: dict[str, list[float]] = {as_is: [], changed: []}
     for index in range(2 * (args.steps + 1)):  # one warm-up step of each
         variant = as_is if index % 2 == 0 else changed
-        if args.f4_min_channels is None:
-            winograd.f4_weight_grad_fits = fits if variant == as_is else lambda *_: False
-        else:
-            winograd.F4_MIN_CHANNELS = min_channels if variant == as_is else args.f4_min_channels
-        start = time.perf_counter()
-        step(x)
+        # The patch is undone on leaving the block, so every other step runs as shipped.
+        with change if variant == changed else nullcontext():
+            start = time.perf_counter()
+            step(x)
+            elapsed = time.perf_counter() - start
         if index >= 2:
-            seconds[variant].append(time.perf_counter() - start)
-    winograd.f4_weight_grad_fits, winograd.F4_MIN_CHANNELS = fits, min_channels
+            seconds[variant].append(elapsed)
     median = {variant: statistics.median(times) for variant, times in seconds.items()}
     print(f"train step, {args.config} networks at {args.size}x{args.size}, batch {args.batch}, "
           f"fp32, median of {args.steps} step(s) each after a warm-up, alternating")
