@@ -21,7 +21,8 @@ Then, for the model, the mean weight of the background transform in the dense
 motion's masks and how far its flow is from the true camera's (in pixels, |dx| + |dy|),
 region by region (both resized to the frame as the inpainting network resizes the flow);
 and how far the background predictor's warp is from the true camera's, beside the
-identity's (no camera motion).
+identity's (no camera motion). Last, the L1 the model would have with the near and far
+background at the ideal warp's error and its own elsewhere.
 
     python benchmarks/synthetic_errors.py                           # the shipped model
     python benchmarks/synthetic_errors.py --checkpoint RUN/last.pth.tar
@@ -42,6 +43,7 @@ from tpsmm import TPSMM
 from tpsmm.data import synthetic
 from tpsmm.evaluation.reconstruction import background_used, generate_frames
 from tpsmm.geometry import apply_projective, make_coordinate_grid
+from tpsmm.networks.inpainting import resize_flow
 
 HELD_OUT_SEED = 1  # training used dataset seed 0
 REGIONS = ("character", "uncovered", "near", "far")
@@ -89,13 +91,10 @@ def pixels_per_grid_unit(size: int) -> float:
     return (size - 1) / 2
 
 
-@torch.no_grad()
-def camera_errors(model: TPSMM, frames: torch.Tensor,
-                  true: torch.Tensor) -> tuple[float, float]:
-    """Mean |dx| + |dy| from the ``true`` camera's flow in pixels: (background predictor,
-    identity)."""
-    size = frames.shape[-1]
-    bg_param = model.bg_predictor(frames[:1].expand_as(frames), frames)
+def camera_errors(bg_param: torch.Tensor, true: torch.Tensor) -> tuple[float, float]:
+    """Mean |dx| + |dy| in pixels from the ``true`` camera's flow (T, S, S, 2) of the
+    background predictor's warp (``bg_param``: (T, 3, 3)) and of the identity's."""
+    size = true.shape[1]
     identity_grid = make_coordinate_grid((size, size))
     predicted = apply_projective(bg_param, identity_grid)
     pixels = pixels_per_grid_unit(size)
@@ -106,17 +105,17 @@ def camera_errors(model: TPSMM, frames: torch.Tensor,
 @torch.no_grad()
 def predict(model: TPSMM, frames: torch.Tensor, use_bg: bool) -> dict[str, torch.Tensor]:
     """Reconstruction of ``frames`` from frame 0: prediction and deformed, (T, 3, S, S);
-    the background transform's mask weight (T, S, S) and the flow (T, S, S, 2)."""
+    the background transform's mask weight (T, S, S), the flow (T, S, S, 2) and the
+    background predictor's ``bg_param`` (T, 3, 3; None when not used)."""
     source = frames[:1]
     out = generate_frames(model, source, frames, model.kp_detector(source), use_bg)
-    size = frames.shape[-2:]
+    size = tuple(frames.shape[-2:])
     motion = out["motion"]
     background = F.interpolate(motion["contribution_maps"][:, :1], size=size,
                                mode="bilinear", align_corners=True)[:, 0]
-    flow = F.interpolate(motion["deformation"].permute(0, 3, 1, 2), size=size,
-                         mode="bilinear", align_corners=True).permute(0, 2, 3, 1)
     return {"prediction": out["prediction"], "deformed": out["deformed"],
-            "background weight": background, "flow": flow}
+            "background weight": background, "flow": resize_flow(motion["deformation"], size),
+            "bg_param": out["bg_param"]}
 
 
 def main() -> int:
@@ -150,7 +149,7 @@ def main() -> int:
                 outputs["background weight"][mask].sum())
             motion_sums["flow error", region] += float(flow_error[mask].sum())
         if use_bg:
-            camera += camera_errors(model, frames, camera_flow)
+            camera += camera_errors(outputs["bg_param"], camera_flow)
         candidates = {"copy source": frames[:1].expand_as(frames),
                       "model": outputs["prediction"], "deformed": outputs["deformed"],
                       "ideal bg warp": ideal_background_warp(args.seed, identity,
@@ -178,6 +177,11 @@ def main() -> int:
     totals = "".join(f" {sum(sums[m, r] for r in REGIONS) / total:11.4f} {'':>10}"
                      for m in methods[:3])
     print(f"{'L1':<10} {'100%':>7}{totals}")
+    copy_l1 = sum(sums["copy source", r] for r in REGIONS) / total
+    ideal_bg = (sum(sums["model", r] for r in ("character", "uncovered"))
+                + sum(sums["ideal bg warp", r] for r in ("near", "far"))) / total
+    print(f"the model with near and far at the ideal background warp: L1 {ideal_bg:.4f} = "
+          f"{ideal_bg / copy_l1:.3f}x copy source's")
     print("the model's dense motion, mean per pixel of each region: the background "
           "transform's mask weight | |flow - true camera| in px")
     for region in REGIONS:

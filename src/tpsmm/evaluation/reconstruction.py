@@ -235,15 +235,16 @@ def reconstruct_frames(model: TPSMM | None, source: torch.Tensor, driving: torch
 def generate_frames(model: TPSMM, source: torch.Tensor, driving: torch.Tensor,
                     kp_source: dict, use_bg: bool) -> dict:
     """:func:`reconstruct_frames` with everything the inpainting network returns
-    (``prediction``, ``deformed``, ``occlusion_map``, ...), each with n rows, and the
-    dense motion network's output as ``motion`` (``contribution_maps``, ``deformation``)."""
+    (``prediction``, ``deformed``, ``occlusion_map``, ...), each with n rows, the
+    dense motion network's output as ``motion`` (``contribution_maps``, ``deformation``)
+    and the background predictor's ``bg_param`` ((n, 3, 3), or None without it)."""
     count = driving.shape[0]
     sources = source.expand(count, -1, -1, -1)
     kp_sources = {"fg_kp": kp_source["fg_kp"].expand(count, -1, -1)}
     kp_driving = model.kp_detector(driving)
     bg_param = model.bg_predictor(sources, driving) if use_bg else None
     motion = model.dense_motion_network(sources, kp_driving, kp_sources, bg_param=bg_param)
-    return dict(model.inpainting_network(sources, motion), motion=motion)
+    return dict(model.inpainting_network(sources, motion), motion=motion, bg_param=bg_param)
 
 
 def background_used(model: TPSMM) -> bool:

@@ -10,20 +10,24 @@ from torch import nn
 from tpsmm.networks.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
 
 
+def resize_flow(deformation: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``deformation: (B, h, w, 2)`` -> ``(B, *size, 2)``, bilinearly (align_corners=True);
+    unchanged when it is already that size."""
+    if deformation.shape[1:3] == size:
+        return deformation
+    return F.interpolate(deformation.permute(0, 3, 1, 2), size=size, mode="bilinear",
+                         align_corners=True).permute(0, 2, 3, 1)
+
+
 def deform_input(features: torch.Tensor, deformation: torch.Tensor) -> torch.Tensor:
     """Backward-warp ``features: (B, C, H, W)`` with ``deformation: (B, h, w, 2)``.
 
-    The flow is resized to (H, W) bilinearly (align_corners=True) when the
-    resolutions differ. A batch-1 ``features`` is shared by every flow.
+    The flow is resized to (H, W) (:func:`resize_flow`) when the resolutions
+    differ. A batch-1 ``features`` is shared by every flow.
     """
-    height, width = features.shape[2:]
     if features.shape[0] != deformation.shape[0]:
         features = features.expand(deformation.shape[0], -1, -1, -1)
-    if deformation.shape[1:3] != (height, width):
-        deformation = F.interpolate(
-            deformation.permute(0, 3, 1, 2), size=(height, width), mode="bilinear",
-            align_corners=True,
-        ).permute(0, 2, 3, 1)
+    deformation = resize_flow(deformation, tuple(features.shape[2:]))
     return F.grid_sample(features, deformation.to(features.dtype), align_corners=True)
 
 
