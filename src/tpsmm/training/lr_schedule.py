@@ -35,11 +35,14 @@ def load_step_schedule(scheduler: torch.optim.lr_scheduler.MultiStepLR, state: d
     ``base_lr * gamma ** (milestones <= last_epoch)``, the new schedule's lr
     for the epoch the run is in.
     """
-    scheduler.load_state_dict(state)
-    if sorted(scheduler.milestones.elements()) == sorted(milestones):
+    if sorted(Counter(state["milestones"]).elements()) == sorted(milestones):
+        scheduler.load_state_dict(state)
         return
-    scheduler.milestones = Counter(milestones)
-    drops = bisect_right(sorted(milestones), scheduler.last_epoch)
-    for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, strict=True):
-        group["lr"] = base * scheduler.gamma ** drops
-    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
+    drops = bisect_right(sorted(milestones), state["last_epoch"])
+    lrs = [base * state["gamma"] ** drops for base in state["base_lrs"]]
+    for group, lr in zip(scheduler.optimizer.param_groups, lrs, strict=True):
+        group["lr"] = lr
+    # The state dict is the scheduler's public serialised form: loading an
+    # edited one sets the milestones and the lr get_last_lr() reports
+    # without touching the scheduler's private attributes.
+    scheduler.load_state_dict({**state, "milestones": Counter(milestones), "_last_lr": lrs})
