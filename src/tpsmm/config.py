@@ -43,11 +43,14 @@ SCHEMA: dict[str, Any] = {
         "generator_params": {"block_expansion": None, "max_features": None,
                              "num_down_blocks": None},
         "dense_motion_params": {"block_expansion": None, "max_features": None,
-                                "num_blocks": None, "scale_factor": None, "kp_variance": None},
+                                "num_blocks": None, "scale_factor": None, "kp_variance": None,
+                                # Ours: clamp the background transform's grid to the frame.
+                                "clamp_background": None},
         "avd_network_params": {"id_bottle_size": None, "pose_bottle_size": None},
         # Ours: ResNet-18 base width of the detectors (64 = reference).
         "kp_detector_params": {"width": None},
-        "bg_predictor_params": {"width": None},
+        # Ours: "resnet" (the reference's, default) or "lucas_kanade" (no weights).
+        "bg_predictor_params": {"kind": None, "width": None, "iterations": None},
     },
     "train_params": {
         "num_epochs": None, "num_repeats": None, "epoch_milestones": None,

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from tpsmm.geometry import RandomTPS
+from tpsmm.model import trainable
 from tpsmm.networks import BGMotionPredictor, KPDetector, Vgg19
 from tpsmm.networks.blocks import AntiAliasInterpolation2d
 from tpsmm.networks.dense_motion import DenseMotionNetwork
@@ -170,7 +171,8 @@ class GeneratorFullModel(nn.Module):
             )
         if weights.get("pixel"):
             losses["pixel"] = weights["pixel"] * torch.abs(generated["prediction"] - driving).mean()
-        if use_bg and weights["bg"] != 0:
+        # A predictor without weights (LucasKanadeBGMotion) has nothing to learn from it.
+        if use_bg and weights["bg"] != 0 and trainable(self.bg_predictor):
             losses["bg"] = weights["bg"] * background_loss(
                 self.bg_predictor, source, driving, bg_param
             )

@@ -22,7 +22,10 @@ from tpsmm.networks import (
     DenseMotionNetwork,
     InpaintingNetwork,
     KPDetector,
+    LucasKanadeBGMotion,
 )
+
+BG_PREDICTORS = {"resnet": BGMotionPredictor, "lucas_kanade": LucasKanadeBGMotion}
 
 
 class TPSMM(nn.Module):
@@ -31,8 +34,9 @@ class TPSMM(nn.Module):
     - ``kp_detector``: :class:`KPDetector`
     - ``dense_motion_network``: :class:`DenseMotionNetwork`
     - ``inpainting_network``: :class:`InpaintingNetwork`
-    - ``bg_predictor``: :class:`BGMotionPredictor`, or None when the config
-      has ``common_params.bg: False``
+    - ``bg_predictor``: :class:`BGMotionPredictor` (or, with
+      ``bg_predictor_params.kind: lucas_kanade``, :class:`LucasKanadeBGMotion`),
+      or None when the config has ``common_params.bg: False``
     - ``avd_network``: :class:`AVDNetwork`
 
     ``loaded`` lists the networks whose weights came from a checkpoint.
@@ -50,10 +54,7 @@ class TPSMM(nn.Module):
         except ConfigError as error:
             raise ConfigError(f"{config.source}: {error}") from None
         self.inpainting_network = InpaintingNetwork(**common, **params["generator_params"])
-        self.bg_predictor = (
-            BGMotionPredictor(**params.get("bg_predictor_params", {}))
-            if common.get("bg") else None
-        )
+        self.bg_predictor = bg_predictor(config) if common.get("bg") else None
         self.avd_network = AVDNetwork(
             num_tps=common["num_tps"], **params.get("avd_network_params", {})
         )
@@ -116,6 +117,21 @@ class TPSMM(nn.Module):
                         **extra: Any) -> None:
         """Write :meth:`checkpoint_dict` atomically to ``path``."""
         atomic_save(self.checkpoint_dict(epoch, **extra), path)
+
+
+def bg_predictor(config: Config) -> nn.Module:
+    """The background motion predictor ``bg_predictor_params.kind`` names (default resnet)."""
+    params = dict(config.model_params.get("bg_predictor_params") or {})
+    kind = params.pop("kind", None) or "resnet"
+    if kind not in BG_PREDICTORS:
+        raise ConfigError(f"{config.source}: model_params.bg_predictor_params.kind is {kind!r}; "
+                          f"expected one of {', '.join(BG_PREDICTORS)}")
+    return BG_PREDICTORS[kind](**params)
+
+
+def trainable(network: nn.Module | None) -> bool:
+    """Whether ``network`` exists and has weights to learn (LucasKanadeBGMotion has none)."""
+    return network is not None and next(network.parameters(), None) is not None
 
 
 def fitting_configs(checkpoint: dict[str, Any]) -> list[str]:

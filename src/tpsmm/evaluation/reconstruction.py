@@ -39,7 +39,7 @@ from tpsmm.data.images import to_uint8
 from tpsmm.data.video import open_writer
 from tpsmm.errors import ConfigError, InputError
 from tpsmm.evaluation.landmarks import akd, detect_video_markers, mkr
-from tpsmm.model import TPSMM
+from tpsmm.model import TPSMM, trainable
 
 BASELINES = ("copy-source",)
 
@@ -249,8 +249,11 @@ def generate_frames(model: TPSMM, source: torch.Tensor, driving: torch.Tensor,
 
 def background_used(model: TPSMM) -> bool:
     """Whether reconstruction moves the background: only with a trained BG predictor
-    (one loaded from the checkpoint), as the reference's reconstruction does."""
-    return "bg_predictor" in model.loaded and model.bg_predictor is not None
+    (one loaded from the checkpoint), as the reference's reconstruction does, or one
+    that needs no weights (``bg_predictor_params.kind: lucas_kanade``)."""
+    if model.bg_predictor is None:
+        return False
+    return "bg_predictor" in model.loaded or not trainable(model.bg_predictor)
 
 
 def _predict_video(model: TPSMM | None, batches: Iterator[torch.Tensor], device: torch.device,

@@ -1,6 +1,7 @@
 """The five TPSMM networks and the VGG-19 of the perceptual loss."""
 
 from tpsmm.networks.avd import AVDNetwork
+from tpsmm.networks.bg_lucas_kanade import LucasKanadeBGMotion
 from tpsmm.networks.bg_motion_predictor import BGMotionPredictor
 from tpsmm.networks.dense_motion import DenseMotionNetwork
 from tpsmm.networks.inpainting import InpaintingNetwork
@@ -13,6 +14,7 @@ __all__ = [
     "DenseMotionNetwork",
     "InpaintingNetwork",
     "KPDetector",
+    "LucasKanadeBGMotion",
     "Vgg19",
     "load_vgg19",
 ]

@@ -39,12 +39,19 @@ class DenseMotionNetwork(nn.Module):
     Keyword arguments are the YAML keys of ``common_params`` and
     ``dense_motion_params``. The network works at ``scale_factor`` of the
     input resolution (64x64 for a 256 input).
+
+    ``clamp_background`` (ours; the reference's False is the default) clamps
+    the background transform's grid to the frame, so that where the driving
+    frame shows more than the source (the camera zooms out or pans), the
+    background is the source's border pixel instead of grid_sample's zeros.
     """
 
     def __init__(self, block_expansion: int, num_blocks: int, max_features: int, num_tps: int,
                  num_channels: int, scale_factor: float = 0.25, bg: bool = False,
-                 multi_mask: bool = True, kp_variance: float = 0.01):
+                 multi_mask: bool = True, kp_variance: float = 0.01,
+                 clamp_background: bool = False):
         super().__init__()
+        self.clamp_background = clamp_background
         self.scale_factor = scale_factor
         self.multi_mask = multi_mask
         self.num_tps = num_tps
@@ -94,6 +101,8 @@ class DenseMotionNetwork(nn.Module):
             background = identity.expand(batch, *identity.shape)
         else:
             background = apply_projective(bg_param.to(identity.dtype), identity)
+            if self.clamp_background:
+                background = background.clamp(-1, 1)
         return torch.cat([background.unsqueeze(1), tps_grids], dim=1)
 
     def forward(self, source_image: torch.Tensor, kp_driving: dict[str, torch.Tensor],

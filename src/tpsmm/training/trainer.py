@@ -47,7 +47,7 @@ from tpsmm.config import Config, load_config
 from tpsmm.data.dataset import FramesDataset
 from tpsmm.errors import ConfigError
 from tpsmm.losses import GeneratorFullModel
-from tpsmm.model import TPSMM
+from tpsmm.model import TPSMM, trainable
 from tpsmm.networks import load_vgg19
 from tpsmm.networks.winograd import use_winograd, winograd_available
 from tpsmm.training.checkpoints import TRAINING_KEY, restore_rng_states, rng_states
@@ -238,7 +238,7 @@ class Stage1:
                                           betas=ADAM_BETAS, weight_decay=WEIGHT_DECAY, **fused)
         self.scheduler = step_schedule(self.optimizer, self.params["epoch_milestones"])
         self.optimizer_bg = self.scheduler_bg = None
-        if self.bg is not None:
+        if trainable(self.bg):  # not LucasKanadeBGMotion: it has no weights
             self.optimizer_bg = torch.optim.Adam(self.bg.parameters(),
                                                  lr=self.params["lr_generator"],
                                                  betas=ADAM_BETAS, weight_decay=WEIGHT_DECAY,
@@ -284,7 +284,7 @@ class Stage1:
         for parameters in self.clipped:
             torch.nn.utils.clip_grad_norm_(parameters, CLIP_NORM, norm_type=math.inf)
         self.scaler.step(self.optimizer)
-        if use_bg:
+        if use_bg and self.optimizer_bg is not None:
             self.scaler.unscale_(self.optimizer_bg)
             torch.nn.utils.clip_grad_norm_(self.bg.parameters(), CLIP_NORM, norm_type=math.inf)
             self.scaler.step(self.optimizer_bg)
@@ -325,6 +325,7 @@ class Stage1:
             # Always saved (the reference waits for bg_start) so that a resumed
             # run continues from the same initial background weights.
             data["bg_predictor"] = self.bg.state_dict()
+        if self.optimizer_bg is not None:
             data["optimizer_bg_predictor"] = self.optimizer_bg.state_dict()
         data["epoch"] = completed_epoch
         training = dict(training, scheduler=self.scheduler.state_dict(),
@@ -342,7 +343,7 @@ class Stage1:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         milestones = self.params["epoch_milestones"]
         load_step_schedule(self.scheduler, training["scheduler"], milestones)
-        if self.bg is not None and "optimizer_bg_predictor" in checkpoint:
+        if self.optimizer_bg is not None and "optimizer_bg_predictor" in checkpoint:
             self.optimizer_bg.load_state_dict(checkpoint["optimizer_bg_predictor"])
             load_step_schedule(self.scheduler_bg, training["scheduler_bg"], milestones)
         self.scaler.load_state_dict(training["scaler"])
