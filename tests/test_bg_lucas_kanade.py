@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_train import tiny_config
 
 from tpsmm import TPSMM, load_config
 from tpsmm.checkpoint import read_checkpoint
@@ -20,8 +21,6 @@ from tpsmm.geometry import apply_projective, make_coordinate_grid
 from tpsmm.networks import LucasKanadeBGMotion
 from tpsmm.training.checkpoints import LAST
 from tpsmm.training.trainer import Stage1, TrainOptions, train
-
-from test_train import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SIZE = 64
@@ -133,3 +132,14 @@ def test_clamp_background_keeps_the_background_grid_in_the_frame() -> None:
     assert plain[:, 0].abs().max() > 1.05 and inside[:, 0].abs().max() == 1
     assert torch.equal(inside[:, 1:], plain[:, 1:])  # the TPS grids are not clamped
     assert torch.equal(inside[:, 0], plain[:, 0].clamp(-1, 1))
+
+
+def test_init_from_a_learnt_predictor_drops_it(tmp_path: Path) -> None:
+    torch.manual_seed(7)
+    TPSMM(load_config(tiny_config())).save_checkpoint(tmp_path / "resnet-bg.pth.tar")
+    stage = Stage1(load_config(lucas_kanade_config()), seed=0, init=tmp_path / "resnet-bg.pth.tar")
+    assert set(stage.model.loaded) == {"kp_detector", "dense_motion_network",
+                                       "inpainting_network"}
+    saved = read_checkpoint(tmp_path / "resnet-bg.pth.tar")["inpainting_network"]
+    for key, value in stage.model.inpainting_network.state_dict().items():
+        assert torch.equal(value, saved[key]), key
