@@ -14,7 +14,7 @@ For copying the source, the model's prediction and its warped source alone
 (``deformed``), it prints the mean error per pixel of each region and its
 share of the total L1, beside an ideal warp of the background: the source's
 background resampled (bilinearly, as the model does) through the true camera
-motion, the floor for any model that warps. Reconstruction is from the first
+motion with border padding, the floor for any model that warps. Reconstruction is from the first
 frame, as in ``benchmarks/synthetic.py``; the background predictor is used
 when the checkpoint has one (as the reference's reconstruction does), unless ``--no-bg``.
 Then, for the model, the mean weight of the background transform in the dense
@@ -66,7 +66,9 @@ def ideal_background_warp(seed: int, identity: int, camera: torch.Tensor) -> tor
     empty = synthetic.render_video(seed=seed, size=size, num_frames=1,
                                    identity=identity, character=False)
     source = _frames(empty).expand(frames, -1, -1, -1)
-    return F.grid_sample(source, camera, align_corners=True)
+    # Border padding, as clamp_background does: where the camera shows more than the
+    # source, the nearest source pixel (the reference's zeros would paint it black).
+    return F.grid_sample(source, camera, align_corners=True, padding_mode="border")
 
 
 def regions(seed: int, identity: int, frames: int, size: int,

@@ -9,8 +9,8 @@ instead of :data:`~tpsmm.networks.winograd.F4_MIN_CHANNELS`. Prints the median s
 each and their ratio.
 
     python benchmarks/weight_grad_step.py                                  # vox-256, batch 1
-    python benchmarks/weight_grad_step.py --config synthetic-64 --size 64 --batch 8
-    python benchmarks/weight_grad_step.py --config synthetic-64 --size 64 --batch 8 \
+    python benchmarks/weight_grad_step.py --config synthetic-64-stage1 --size 64 --batch 8
+    python benchmarks/weight_grad_step.py --config synthetic-64-stage1 --size 64 --batch 8 \
         --f4-min-channels 128 --steps 8
 """
 
