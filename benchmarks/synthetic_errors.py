@@ -137,7 +137,7 @@ def main() -> int:
     methods = ("copy source", "model", "deformed", "ideal bg warp")
     sums = {(m, r): 0.0 for m in methods for r in REGIONS}
     counts = dict.fromkeys(REGIONS, 0)
-    camera = np.zeros(2)
+    camera = []  # per clip: (background predictor, identity)
     motion_sums = {(m, r): 0.0 for m in ("background weight", "flow error") for r in REGIONS}
     pixels = pixels_per_grid_unit(size)
     for identity in range(args.videos):
@@ -151,7 +151,7 @@ def main() -> int:
                 outputs["background weight"][mask].sum())
             motion_sums["flow error", region] += float(flow_error[mask].sum())
         if use_bg:
-            camera += camera_errors(outputs["bg_param"], camera_flow)
+            camera.append(camera_errors(outputs["bg_param"], camera_flow))
         candidates = {"copy source": frames[:1].expand_as(frames),
                       "model": outputs["prediction"], "deformed": outputs["deformed"],
                       "ideal bg warp": ideal_background_warp(args.seed, identity,
@@ -191,10 +191,12 @@ def main() -> int:
         print(f"{region:<10} {motion_sums['background weight', region] / n:7.3f} "
               f"{motion_sums['flow error', region] / n:9.2f}")
     if use_bg:
-        predicted, still = camera / args.videos
+        predicted, still = np.mean(camera, axis=0)
         print(f"camera: the background predictor's warp is {predicted:.3f} px (|dx| + |dy|) "
               f"from the true camera's on average; the identity (no camera motion) "
               f"{still:.3f} px")
+        print("per clip (predictor / identity): "
+              + ", ".join(f"{p:.2f}/{s:.2f}" for p, s in camera))
     return 0
 
 

@@ -27,7 +27,8 @@ weights: the weights do not change the cost. Run::
 
     python benchmarks/train_step.py                      # batch 2 and 4, fp32 and bf16
     python benchmarks/train_step.py --size 128 --batches 2 --steps 1 --precisions fp32
-    python benchmarks/train_step.py --config synthetic-64-stage1 --size 64 --batches 8 --precisions fp32
+    python benchmarks/train_step.py --config synthetic-64-stage1 --size 64 --batches 8 \
+        --precisions fp32
 
 and read the table: seconds per step (median of ``--steps`` after one
 warm-up step), peak RSS, and ours/reference ratios (speed-up > 1 is better).

@@ -95,10 +95,14 @@ def state_dict_mismatch(network: nn.Module, state: dict[str, torch.Tensor]) -> l
 def checkpoint_mismatches(
     networks: dict[str, nn.Module | None], checkpoint: dict[str, Any]
 ) -> list[str]:
-    """Every way the checkpoint's networks differ from ``networks``; empty if they fit."""
+    """Every way the checkpoint's networks differ from ``networks``; empty if they fit.
+
+    A network without state (LucasKanadeBGMotion) takes nothing from a file, so
+    whatever the file holds under its name (a learnt predictor) is ignored.
+    """
     problems = []
     for name, network in networks.items():
-        if name not in checkpoint:
+        if name not in checkpoint or _stateless(network):
             continue
         if network is None:
             problems.append(f"{name}: in the file but the config builds none")
@@ -107,6 +111,10 @@ def checkpoint_mismatches(
         if mismatch:
             problems.append(f"{name}: " + ", ".join(mismatch))
     return problems
+
+
+def _stateless(network: nn.Module | None) -> bool:
+    return network is not None and not network.state_dict()
 
 
 def load_networks(
@@ -122,7 +130,7 @@ def load_networks(
         raise CheckpointError(f"{source}: does not fit the config: " + " | ".join(problems))
     loaded = []
     for name, network in networks.items():
-        if name in checkpoint and network is not None:
+        if name in checkpoint and network is not None and not _stateless(network):
             network.load_state_dict(_strip_prefix(checkpoint[name]), strict=True)
             loaded.append(name)
     return loaded

@@ -4,12 +4,13 @@ Ours, not the reference's (``bg_predictor_params.kind: lucas_kanade``). The
 reference's :class:`~tpsmm.networks.BGMotionPredictor` is a ResNet-18 that
 regresses the affine transform from the stacked pair. When the camera moves by
 a pixel or less between frames, it learns the identity: on the synthetic demo
-data it stayed at the identity through 4,500 training steps, and even trained
-on the true camera motion directly it did not get below the identity's error.
-Yet the training loss does see the camera (its gradient with respect to the
-transform points at the true camera motion). This module measures the motion
-instead: Gauss-Newton on the photometric error of the warped source, with
-robust weights so that the moving character does not count as background.
+data it stayed at the identity through its whole training, and in one-off
+experiments it did not get below the identity's error even when trained on
+the true camera motion directly, although the training loss's gradient with
+respect to the transform pointed at the true camera motion (demo MODEL_CARD).
+This module measures the motion instead: Gauss-Newton on the photometric
+error of the warped source, with robust weights so that the moving character
+does not count as background.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tpsmm.geometry import make_coordinate_grid
+from tpsmm.geometry import apply_projective, make_coordinate_grid
 
 # Largest translation (in grid units, 2 = the frame) and log-scale an estimate
 # may have; beyond them it is taken as a failure and replaced by the identity.
@@ -61,11 +62,10 @@ class LucasKanadeBGMotion(nn.Module):
         kernel_x = kernel.view(1, 1, 1, 3).expand(channels, 1, 1, 3) * (width - 1) / 2
         kernel_y = kernel.view(1, 1, 3, 1).expand(channels, 1, 3, 1) * (height - 1) / 2
         eye = torch.eye(3, dtype=source.dtype, device=source.device)
-        affine = eye[:2].repeat(batch, 1, 1)
+        affine = eye.repeat(batch, 1, 1)
         for _ in range(self.iterations):
-            sample = grid.view(1, -1, 2) @ affine[:, :, :2].transpose(1, 2) + affine[:, None, :, 2]
-            warped = F.grid_sample(source, sample.view(batch, height, width, 2),
-                                   align_corners=True, padding_mode="border")
+            warped = F.grid_sample(source, apply_projective(affine, grid), align_corners=True,
+                                   padding_mode="border")
             grad_x = F.conv2d(F.pad(warped, (1, 1, 0, 0), mode="replicate"), kernel_x,
                               groups=channels)
             grad_y = F.conv2d(F.pad(warped, (0, 0, 1, 1), mode="replicate"), kernel_y,
@@ -81,15 +81,15 @@ class LucasKanadeBGMotion(nn.Module):
             normal = weighted.transpose(1, 2) @ jacobian.view(batch, -1, 6)
             normal = normal + 1e-6 * torch.eye(6, dtype=source.dtype, device=source.device)
             rhs = weighted.transpose(1, 2) @ residual.reshape(batch, -1, 1)
-            affine = affine + torch.linalg.solve(normal, rhs).view(batch, 2, 3)
-        affine = torch.where(_plausible(affine).view(batch, 1, 1), affine, eye[:2])
-        return torch.cat([affine, eye[2:].expand(batch, 1, 3)], dim=1)
+            step = torch.linalg.solve(normal, rhs).view(batch, 2, 3)
+            affine = affine + F.pad(step, (0, 0, 0, 1))  # the last row stays [0, 0, 1]
+        return torch.where(_plausible(affine).view(batch, 1, 1), affine, eye)
 
 
 def _plausible(affine: torch.Tensor) -> torch.Tensor:
-    """(B, 2, 3) -> (B,) bool: finite, a small shift and a scale near 1."""
+    """(B, 3, 3) affine -> (B,) bool: finite, a small shift and a scale near 1, no flip."""
     finite = torch.isfinite(affine).flatten(1).all(dim=1)
-    shift = affine[:, :, 2].abs().amax(dim=1) <= MAX_SHIFT
-    determinant = torch.linalg.det(torch.nan_to_num(affine[:, :, :2]))
+    shift = affine[:, :2, 2].abs().amax(dim=1) <= MAX_SHIFT
+    determinant = torch.linalg.det(torch.nan_to_num(affine[:, :2, :2]))
     scale = determinant.clamp_min(1e-6).log().abs() / 2 <= MAX_LOG_SCALE
     return finite & shift & scale & (determinant > 0)

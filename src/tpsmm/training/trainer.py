@@ -203,12 +203,8 @@ class Stage1:
         torch.manual_seed(seed)  # same initial weights on every process
         self.model = TPSMM(config)
         if init is not None:
-            # A learnt background predictor in the file is dropped when the config's
-            # has no weights (fine-tuning with bg_predictor_params.kind: lucas_kanade).
-            skip = {"avd_network"} | ({"bg_predictor"} if not trainable(self.model.bg_predictor)
-                                      else set())
             self.model.loaded = load_networks(
-                {k: v for k, v in self.model.networks.items() if k not in skip},
+                {k: v for k, v in self.model.networks.items() if k != "avd_network"},
                 read_checkpoint(init), str(init),
             )
         if sync_bn and ctx.enabled:
