@@ -9,6 +9,7 @@ import torch
 import yaml
 
 from tpsmm import TPSMM, load_config
+from tpsmm.config import apply_override
 from tpsmm.errors import CheckpointError, ConfigError
 from tpsmm.networks import vgg as vgg_module
 from tpsmm.networks.vgg import load_vgg19
@@ -40,6 +41,25 @@ def test_bad_yaml_and_missing_file(tmp_path):
         load_config(tmp_path / "absent.yaml")
     with pytest.raises(ConfigError, match="no such config; give a YAML path or one of"):
         load_config("vox-512")
+
+
+def test_override_sets_yaml_values_and_refuses_unknown_keys():
+    data = {"model_params": {"common_params": {"num_tps": 10}}}
+    apply_override(data, "train_params.loss_weights.pixel=40")
+    apply_override(data, "train_params.epoch_milestones=[9, 11]")
+    apply_override(data, "model_params.common_params.num_tps=5")
+    assert data["train_params"] == {"loss_weights": {"pixel": 40}, "epoch_milestones": [9, 11]}
+    assert data["model_params"]["common_params"]["num_tps"] == 5
+    with pytest.raises(ConfigError, match=r"unknown key 'train_params\.loss_weights\.pixl'"):
+        apply_override(data, "train_params.loss_weights.pixl=1")
+    with pytest.raises(ConfigError, match=r"unknown key 'train_params\.lr_generator\.x'"):
+        apply_override(data, "train_params.lr_generator.x=1")
+    for bad in ("train_params.lr_generator", "=1", "train_params..lr_generator=1"):
+        with pytest.raises(ConfigError, match="expected SECTION.KEY=VALUE"):
+            apply_override(data, bad)
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        apply_override(data, "train_params.scales=[1, 0.5")
+    assert "x" not in data["train_params"]
 
 
 def test_train_params_checked_when_training_needs_them():

@@ -237,6 +237,20 @@ def test_resume_can_stretch_the_schedule(synthetic_root: Path, tmp_path: Path) -
     assert checkpoint["optimizer_bg_predictor"]["param_groups"][0]["lr"] == pytest.approx(2e-6)
 
 
+def test_set_changes_a_new_runs_config_and_is_refused_on_resume(synthetic_root: Path,
+                                                                 tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(options(run, synthetic_root, max_steps=1,
+                  overrides=["train_params.loss_weights.pixel=40", "train_params.bg_start=0"]))
+    saved = read_checkpoint(run / LAST)[TRAINING_KEY]["config"]["train_params"]
+    assert (saved["loss_weights"]["pixel"], saved["bg_start"]) == (40, 0)
+    [step] = [r for r in read_log(run / "log.jsonl") if r["kind"] == "step"]
+    assert step["pixel"] > 0
+    with pytest.raises(ConfigError, match="cannot --set config values when resuming"):
+        train(options(run, synthetic_root, config=None, resume="last",
+                      overrides=["train_params.loss_weights.pixel=0"]))
+
+
 def test_resumed_run_replays_the_uninterrupted_run(synthetic_root: Path, tmp_path: Path) -> None:
     whole = train(options(tmp_path / "whole", synthetic_root))
     assert (whole.status, whole.epochs_done, whole.step) == ("finished", 2, 4)

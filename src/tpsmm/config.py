@@ -163,6 +163,35 @@ def load_config(config: str | os.PathLike | dict) -> Config:
     return result
 
 
+def apply_override(data: dict, assignment: str) -> None:
+    """Set one value of a config dict in place from ``"section.key=VALUE"``.
+
+    The key is a dotted path (``train_params.loss_weights.pixel``); VALUE is
+    read as YAML (``0``, ``2.0e-5``, ``[9]``, ``null``). Missing sections are
+    created. Raises :class:`ConfigError` for a malformed assignment or a key
+    that is not in the schema.
+    """
+    key, sep, text = assignment.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(parts):
+        raise ConfigError(f"--set {assignment}: expected SECTION.KEY=VALUE")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {assignment}: the value is not valid YAML") from None
+    section, schema = data, SCHEMA
+    for depth, part in enumerate(parts):
+        where = ".".join(parts[:depth + 1])
+        if not isinstance(schema, dict) or part not in schema:
+            raise ConfigError(f"--set {assignment}: unknown key '{where}'")
+        if depth == len(parts) - 1:
+            break
+        if not isinstance(section.get(part), dict):
+            section[part] = {}
+        section, schema = section[part], schema[part]
+    section[parts[-1]] = value
+
+
 def _read(config: str | os.PathLike) -> tuple[str, str]:
     path = Path(config)
     if path.suffix in (".yaml", ".yml") or path.exists() or os.sep in str(config):

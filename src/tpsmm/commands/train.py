@@ -84,6 +84,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_run_options(p)
     p.add_argument("--init", metavar="CHECKPOINT",
                    help="start a new run from these weights (fine-tuning)")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="SECTION.KEY=VALUE",
+                   help="change one config value of a new run, VALUE read as YAML (e.g. "
+                   "train_params.loss_weights.pixel=0); repeatable")
     p.add_argument("--image-size", type=positive_int,
                    help="train at this resolution, resizing the frames to it")
     p.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
@@ -109,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         num_repeats=args.num_repeats,
         workers=args.workers, image_size=args.image_size, max_steps=args.max_steps,
         seed=args.seed, precision=args.precision, channels_last=args.channels_last,
-        vgg_weights=args.vgg_weights, winograd=not args.no_winograd,
+        vgg_weights=args.vgg_weights, winograd=not args.no_winograd, overrides=args.overrides,
         checkpoint_minutes=args.checkpoint_minutes,
         checkpoint_every=args.checkpoint_every, device=args.device, sync_bn=args.sync_bn,
         threads=args.threads, quiet=args.quiet, tensorboard=not args.no_tensorboard,

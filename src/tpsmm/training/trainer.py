@@ -34,7 +34,7 @@ import copy
 import math
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -43,7 +43,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from tpsmm.checkpoint import load_networks, read_checkpoint
-from tpsmm.config import Config, load_config
+from tpsmm.config import Config, apply_override, load_config
 from tpsmm.data.dataset import FramesDataset
 from tpsmm.errors import ConfigError
 from tpsmm.losses import GeneratorFullModel
@@ -95,6 +95,8 @@ class TrainOptions(RunOptions):
         sync_bn: SyncBatchNorm in the ResNets when distributed on GPUs.
         winograd: Winograd 3x3 convolutions where they apply (CPU, fp32,
             channels-first); False keeps torch's direct convolutions.
+        overrides: ``"section.key=VALUE"`` assignments applied to a new run's
+            config before the options above (see :func:`apply_override`).
     """
 
     config: str | os.PathLike | dict | None = None
@@ -106,6 +108,7 @@ class TrainOptions(RunOptions):
     vgg_weights: str | None = None
     sync_bn: bool = False
     winograd: bool = True
+    overrides: list[str] = field(default_factory=list)
 
 
 def _resolve_config(options: TrainOptions, saved: dict | None) -> Config:
@@ -122,10 +125,16 @@ def _resolve_config(options: TrainOptions, saved: dict | None) -> Config:
                 )
         if options.image_size is not None and options.image_size != data.get("image_size"):
             raise ConfigError("cannot change the image size when resuming a run")
+        if options.overrides:
+            # The saved config is what the run trained with; a resumed run replays it.
+            raise ConfigError("cannot --set config values when resuming; start a new run "
+                              "(--init the checkpoint to fine-tune it)")
     else:
         if options.config is None:
             raise ConfigError("--config is needed to start a new run")
         data = plain(load_config(options.config))
+        for assignment in options.overrides:
+            apply_override(data, assignment)
         params = data.setdefault("train_params", {})
         for key, value in (("batch_size", options.batch_size),
                            ("num_repeats", options.num_repeats)):
