@@ -179,16 +179,17 @@ def apply_override(data: dict, assignment: str) -> None:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         raise ConfigError(f"--set {assignment}: the value is not valid YAML") from None
-    section, schema = data, SCHEMA
+    # The whole path is checked before anything is changed.
+    schema: dict | None = SCHEMA
     for depth, part in enumerate(parts):
-        where = ".".join(parts[:depth + 1])
-        if not isinstance(schema, dict) or part not in schema:
-            raise ConfigError(f"--set {assignment}: unknown key '{where}'")
-        if depth == len(parts) - 1:
-            break
+        if schema is None or part not in schema:
+            raise ConfigError(f"--set {assignment}: unknown key '{'.'.join(parts[:depth + 1])}'")
+        schema = schema[part]
+    section = data
+    for part in parts[:-1]:
         if not isinstance(section.get(part), dict):
             section[part] = {}
-        section, schema = section[part], schema[part]
+        section = section[part]
     section[parts[-1]] = value
 
 

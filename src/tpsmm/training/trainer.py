@@ -96,7 +96,8 @@ class TrainOptions(RunOptions):
         winograd: Winograd 3x3 convolutions where they apply (CPU, fp32,
             channels-first); False keeps torch's direct convolutions.
         overrides: ``"section.key=VALUE"`` assignments applied to a new run's
-            config before the options above (see :func:`apply_override`).
+            config first, so the dedicated options (``epochs``, ...) win
+            (see :func:`apply_override`).
     """
 
     config: str | os.PathLike | dict | None = None
