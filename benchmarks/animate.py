@@ -1,11 +1,11 @@
 """Frames per second and peak RSS of ``tpsmm animate`` against a reference-style loop.
 
 Everything runs the vox-256 config at 256x256 with the golden rule weights
-(``tpsmm.golden``, saved as a reference-format checkpoint) on the golden vox-256 source
+(``tpsmm.testing.golden``, saved as a reference-format checkpoint) on the golden vox-256 source
 image, driven by frames blended between the golden driving frames (8-bit PNGs, so both
 sides read exactly the same pixels):
 
-- *per-frame loop* (:func:`tpsmm.animation.frame_by_frame.animate_frame_by_frame`), the
+- *per-frame loop* (:func:`tpsmm.testing.reference_loop.animate_frame_by_frame`), the
   reference demo's way: all frames in memory, then for each frame, batch 1, fp32:
   keypoints, relative keypoints, dense motion, and the whole inpainting network (its
   encoder included). Only this loop is timed: reading and writing frames are left out in
@@ -50,11 +50,11 @@ from PIL import Image  # noqa: E402
 
 from tpsmm import TPSMM, load_config  # noqa: E402
 from tpsmm.animation import Animator  # noqa: E402
-from tpsmm.animation.frame_by_frame import animate_frame_by_frame  # noqa: E402
 from tpsmm.animation.inference import native_reduced_precision  # noqa: E402
 from tpsmm.data.images import load_image, to_tensor, to_uint8  # noqa: E402
 from tpsmm.data.video import open_video, open_writer  # noqa: E402
-from tpsmm.golden import fill_with_rule  # noqa: E402
+from tpsmm.testing.golden import fill_with_rule  # noqa: E402
+from tpsmm.testing.reference_loop import animate_frame_by_frame  # noqa: E402
 
 GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "data" / "vox-256.npz"
 # The reduced model of the RSS runs: the vox-256 networks with an eighth of the channels,

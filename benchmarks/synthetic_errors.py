@@ -44,6 +44,7 @@ from tpsmm.data import synthetic
 from tpsmm.evaluation.reconstruction import background_used, generate_frames
 from tpsmm.geometry import apply_projective, make_coordinate_grid
 from tpsmm.networks.inpainting import resize_flow
+from tpsmm.testing.camera_truth import background_grid
 
 HELD_OUT_SEED = 1  # training used dataset seed 0
 REGIONS = ("character", "uncovered", "near", "far")
@@ -56,7 +57,7 @@ def _frames(video: synthetic.Video) -> torch.Tensor:
 
 def true_camera(seed: int, identity: int, frames: int, size: int) -> torch.Tensor:
     """The background's true backward flow of one clip: (T, S, S, 2) in [-1, 1]."""
-    return torch.from_numpy(synthetic.background_grid(seed, size, frames, identity))
+    return torch.from_numpy(background_grid(seed, size, frames, identity))
 
 
 def ideal_background_warp(seed: int, identity: int, camera: torch.Tensor) -> torch.Tensor:

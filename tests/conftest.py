@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from tpsmm import TPSMM, load_config
-from tpsmm.golden import fill_with_rule
+from tpsmm.testing.golden import fill_with_rule
 
 DATA = Path(__file__).parent / "data"
 

@@ -18,13 +18,13 @@ from PIL import Image
 from tpsmm import TPSMM, load_config
 from tpsmm.animation import Animator
 from tpsmm.animation.best_frame import FaceLandmarks
-from tpsmm.animation.frame_by_frame import animate_frame_by_frame
 from tpsmm.animation.inference import native_reduced_precision
 from tpsmm.checkpoint import atomic_save
 from tpsmm.cli import main
 from tpsmm.data.images import fit, load_image, to_tensor, to_uint8
 from tpsmm.data.video import has_audio, open_video, open_writer
-from tpsmm.golden import fill_with_rule
+from tpsmm.testing.golden import fill_with_rule
+from tpsmm.testing.reference_loop import animate_frame_by_frame
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

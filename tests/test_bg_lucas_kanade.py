@@ -20,6 +20,7 @@ from tpsmm.evaluation.reconstruction import background_used
 from tpsmm.geometry import apply_projective, make_coordinate_grid
 from tpsmm.networks import LucasKanadeBGMotion
 from tpsmm.networks.bg_lucas_kanade import _plausible
+from tpsmm.testing.camera_truth import background_grid
 from tpsmm.training.checkpoints import LAST
 from tpsmm.training.trainer import Stage1, TrainOptions, train
 
@@ -62,7 +63,7 @@ def test_follows_the_synthetic_camera_past_the_moving_character() -> None:
     for identity in (0, 2):
         video = synthetic.render_video(seed=1, size=SIZE, num_frames=24, identity=identity)
         frames = torch.from_numpy(video.frames).permute(0, 3, 1, 2).float() / 255
-        true = torch.from_numpy(synthetic.background_grid(1, SIZE, 24, identity))
+        true = torch.from_numpy(background_grid(1, SIZE, 24, identity))
         estimate = LucasKanadeBGMotion()(frames[:1].expand_as(frames), frames)
         errors.append(flow_error_px(estimate, true))
         still.append(flow_error_px(torch.eye(3).expand(24, 3, 3), true))

@@ -7,20 +7,16 @@ import pytest
 import torch
 
 from tpsmm import TPSMM
+from tpsmm.animation.animator import NEEDED_NETWORKS
 from tpsmm.checkpoint import read_checkpoint
 from tpsmm.cli import main
 from tpsmm.data.dataset import FramesDataset
 from tpsmm.data.synthetic import generate_dataset
 from tpsmm.data.video import open_video
-from tpsmm.demo import (
-    CHECKPOINT_NAME,
-    CONFIG,
-    DEMO_FRAMES,
-    DISPLAY_SCALE,
-    NETWORKS_SHIPPED,
-    assets_dir,
-)
+from tpsmm.demo import CHECKPOINT_NAME, CONFIG, DISPLAY_SCALE, assets_dir
 from tpsmm.evaluation.reconstruction import reconstruct
+
+DEMO_FRAMES = 100  # the shipped driving video's length (tools/demo_assets.py)
 
 
 def test_shipped_inputs_are_readable():
@@ -33,9 +29,9 @@ def test_shipped_model_is_small_and_complete():
     path = assets_dir() / CHECKPOINT_NAME
     assert path.stat().st_size <= 25 * 2**20
     data = read_checkpoint(path)
-    assert set(NETWORKS_SHIPPED) <= set(data)
+    assert set(NEEDED_NETWORKS) <= set(data)
     model = TPSMM.from_checkpoint(path, config=CONFIG)
-    assert set(model.loaded) >= set(NETWORKS_SHIPPED)
+    assert set(model.loaded) >= set(NEEDED_NETWORKS)
 
 
 def test_shipped_model_beats_copying_the_source(tmp_path, one_thread):

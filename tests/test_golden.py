@@ -13,10 +13,10 @@ import torch
 
 from tpsmm.animation.keypoints import relative_kp, relative_scale
 from tpsmm.geometry import KeypointTPS, RandomTPS, make_coordinate_grid
-from tpsmm.golden import fill_with_rule
 from tpsmm.losses import GeneratorFullModel
 from tpsmm.networks import Vgg19
 from tpsmm.networks.winograd import use_winograd, winograd_available
+from tpsmm.testing.golden import fill_with_rule
 from tpsmm.training.trainer import WINOGRAD_NETWORKS
 
 ATOL = 1e-4

@@ -18,13 +18,13 @@ from tpsmm.commands import synth
 from tpsmm.data.synthetic import (
     MARKER_NAMES,
     MAX_TEXTURE_CHROMA,
-    background_grid,
     generate_dataset,
     render_video,
 )
 from tpsmm.errors import OutputError
 from tpsmm.evaluation.landmarks import akd, detect_markers, detect_video_markers, mkr
 from tpsmm.geometry import make_coordinate_grid
+from tpsmm.testing.camera_truth import background_grid
 
 M = len(MARKER_NAMES)
 

@@ -4,30 +4,25 @@ Everything it needs ships inside the package (``tpsmm/assets/demo``): a
 source image and a driving video (with a soundtrack) of synthetic
 characters the model never saw in training, and the ``synthetic-64``
 model trained with ``tpsmm train`` on ``tpsmm synth`` data (its model card
-is ``tpsmm/assets/demo/MODEL_CARD.md``). :func:`make_demo_inputs` is how
-the two inputs were made; :func:`export_checkpoint` how the weights were
-cut down from a training checkpoint.
+is ``tpsmm/assets/demo/MODEL_CARD.md``). ``tools/demo_assets.py`` in the
+repository is how the two inputs were made and the weights cut down from
+a training checkpoint.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from tpsmm.animation.animator import Animator
-from tpsmm.checkpoint import atomic_save, read_checkpoint
 from tpsmm.data.images import to_tensor, to_uint8
-from tpsmm.data.synthetic import render_video
 from tpsmm.data.video import open_video, open_writer
 from tpsmm.model import TPSMM
 from tpsmm.training.visualizer import draw_keypoints
@@ -36,73 +31,13 @@ CONFIG = "synthetic-64"
 CHECKPOINT_NAME = "synthetic-64.pth"
 SOURCE_NAME = "source.png"
 DRIVING_NAME = "driving.mp4"
-# Characters of a dataset seed that training never used (training used seed 0).
-DEMO_SEED = 7
-SOURCE_IDENTITY = 1
-DRIVING_IDENTITY = 3
-DEMO_FRAMES = 100
-DEMO_FPS = 25
 # The comparison video shows each 64x64 panel 4x larger.
 DISPLAY_SCALE = 4
-NETWORKS_SHIPPED = ("kp_detector", "dense_motion_network", "inpainting_network")
 
 
 def assets_dir() -> Path:
     """The folder of the shipped demo files."""
     return Path(str(resources.files("tpsmm") / "assets" / "demo"))
-
-
-def _soundtrack(path: Path, seconds: float, rate: int = 44100) -> None:
-    """A few plucked notes as AAC, so the demo shows the audio being kept."""
-    t = np.arange(int(seconds * rate)) / rate
-    notes = [261.63, 329.63, 392.0, 523.25]
-    beat = (t * 2).astype(int)
-    frequency = np.take(notes, beat % len(notes))
-    envelope = np.exp(-4 * (t * 2 - beat))
-    samples = (0.3 * envelope * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=rate, layout="mono")
-        for start in range(0, len(samples), 1024):
-            frame = av.AudioFrame.from_ndarray(samples[None, start:start + 1024], format="fltp",
-                                               layout="mono")
-            frame.sample_rate = rate
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-
-
-def make_demo_inputs(folder: str | os.PathLike, size: int = 64) -> tuple[Path, Path]:
-    """Write the demo's source image and driving video (with sound) into ``folder``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    source = render_video(seed=DEMO_SEED, size=size, num_frames=1, identity=SOURCE_IDENTITY)
-    driving = render_video(seed=DEMO_SEED, size=size, num_frames=DEMO_FRAMES,
-                           identity=DRIVING_IDENTITY)
-    Image.fromarray(source.frames[0]).save(folder / SOURCE_NAME)
-    with tempfile.TemporaryDirectory() as scratch:
-        audio = Path(scratch) / "sound.m4a"
-        _soundtrack(audio, DEMO_FRAMES / DEMO_FPS)
-        with open_writer(folder / DRIVING_NAME, DEMO_FPS, audio_from=audio) as writer:
-            writer.write(driving.frames)
-    return folder / SOURCE_NAME, folder / DRIVING_NAME
-
-
-def export_checkpoint(training_checkpoint: str | os.PathLike,
-                      output: str | os.PathLike) -> None:
-    """Keep only the networks animation needs, in fp16 (half the size).
-
-    The file is in the reference format; ``load_state_dict`` casts the
-    weights back to fp32 when it is loaded.
-    """
-    data = read_checkpoint(training_checkpoint)
-    shipped = {
-        name: {key: value.half() if value.is_floating_point() else value
-               for key, value in data[name].items()}
-        for name in NETWORKS_SHIPPED
-    }
-    shipped["epoch"] = data.get("epoch")
-    atomic_save(shipped, output)
 
 
 def compose_comparison(source: torch.Tensor, kp_source: torch.Tensor, driving: torch.Tensor,

@@ -59,7 +59,7 @@ from tpsmm.data.images import IMAGE_SUFFIXES
 from tpsmm.data.video import VideoReader, open_video
 from tpsmm.errors import ConfigError, InputError
 
-__all__ = ["DatasetRepeater", "FramesDataset", "seed_worker"]
+__all__ = ["FramesDataset", "seed_worker"]
 
 # Files listed as videos; image files (IMAGE_SUFFIXES) are listed as strips.
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".gif")
@@ -342,26 +342,6 @@ class FramesDataset(Dataset):
             self._rng = np.random.default_rng(entropy)
             self._rng_worker_seed = worker_seed
         return self._rng
-
-
-class DatasetRepeater(Dataset):
-    """``num_repeats`` passes over ``dataset`` as one epoch: item ``i`` is ``dataset[i % len]``.
-
-    Keeps the per-epoch overhead (worker start-up, checkpointing, logging)
-    small for datasets with few items.
-    """
-
-    def __init__(self, dataset: Dataset, num_repeats: int = 100) -> None:
-        if num_repeats < 1:
-            raise ConfigError(f"num_repeats must be at least 1, got {num_repeats}")
-        self.dataset = dataset
-        self.num_repeats = int(num_repeats)
-
-    def __len__(self) -> int:
-        return self.num_repeats * len(self.dataset)
-
-    def __getitem__(self, index: int) -> Any:
-        return self.dataset[index % len(self.dataset)]
 
 
 def seed_worker(worker_id: int) -> None:

@@ -41,10 +41,6 @@ class DistributedContext:
     def enabled(self) -> bool:
         return self.world_size > 1
 
-    def barrier(self) -> None:
-        if self.enabled:
-            dist.barrier()
-
     def mean(self, values: torch.Tensor) -> torch.Tensor:
         """Average a tensor over the processes (for logging; no gradient)."""
         if not self.enabled:
