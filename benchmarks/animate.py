@@ -50,9 +50,9 @@ from PIL import Image  # noqa: E402
 
 from tpsmm import TPSMM, load_config  # noqa: E402
 from tpsmm.animation import Animator  # noqa: E402
-from tpsmm.animation.inference import native_reduced_precision  # noqa: E402
 from tpsmm.data.images import load_image, to_tensor, to_uint8  # noqa: E402
 from tpsmm.data.video import open_video, open_writer  # noqa: E402
+from tpsmm.devices import native_reduced_precision  # noqa: E402
 from tpsmm.testing.golden import fill_with_rule  # noqa: E402
 from tpsmm.testing.reference_loop import animate_frame_by_frame  # noqa: E402
 

@@ -25,7 +25,8 @@ from _common import add_demo_model_arguments
 from tpsmm import TPSMM
 from tpsmm.data.dataset import FramesDataset
 from tpsmm.data.synthetic import generate_dataset
-from tpsmm.evaluation.reconstruction import background_used, build_extractors, reconstruct
+from tpsmm.evaluation.extractors import build_extractors
+from tpsmm.evaluation.reconstruction import background_used, reconstruct
 
 # Training used dataset seed 0; these characters are new to the model.
 HELD_OUT_SEED = 1

@@ -18,11 +18,11 @@ from PIL import Image
 from tpsmm import TPSMM, load_config
 from tpsmm.animation import Animator
 from tpsmm.animation.best_frame import FaceLandmarks
-from tpsmm.animation.inference import native_reduced_precision
-from tpsmm.checkpoint import atomic_save
+from tpsmm.checkpoint_file import atomic_save
 from tpsmm.cli import main
 from tpsmm.data.images import fit, load_image, to_tensor, to_uint8
 from tpsmm.data.video import has_audio, open_video, open_writer
+from tpsmm.devices import native_reduced_precision
 from tpsmm.testing.golden import fill_with_rule
 from tpsmm.testing.reference_loop import animate_frame_by_frame
 

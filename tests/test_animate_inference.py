@@ -23,9 +23,10 @@ from tpsmm.animation.inference import (
     TransposedUpBlock2d,
     nearest_up_conv_kernel,
     optimize_for_inference,
-    resolve_device,
 )
+from tpsmm.devices import resolve_device
 from tpsmm.errors import TPSMMError
+from tpsmm.generator import generate
 from tpsmm.networks.blocks import UpBlock2d
 from tpsmm.networks.winograd import WinogradConv2d, winograd_available
 
@@ -62,10 +63,10 @@ def test_optimize_for_inference_keeps_outputs_and_state_dict(precision, tiny_cas
     model = tiny_case.model()
     source, driving = tiny_case.tensor("input.source"), tiny_case.tensor("input.driving")
     with torch.no_grad():
-        kp_source, kp_driving = model.kp_detector(source), model.kp_detector(driving)
-        expected = model.inpainting_network(
-            source, model.dense_motion_network(source, kp_driving, kp_source)
-        )["prediction"]
+        kp_source = model.kp_detector(source)["fg_kp"]
+        kp_driving = model.kp_detector(driving)["fg_kp"]
+        expected = generate(model.dense_motion_network, model.inpainting_network, source,
+                            kp_source, kp_driving)["prediction"]
     keys = list(model.state_dict())
     optimized = optimize_for_inference(copy.deepcopy(model), torch.device("cpu"), precision)
     modules = list(optimized.modules())
@@ -76,8 +77,8 @@ def test_optimize_for_inference_keeps_outputs_and_state_dict(precision, tiny_cas
     assert winograd == winograd_available(torch.device("cpu"), precision)
     assert list(optimized.state_dict()) == keys
     with torch.no_grad():
-        motion = optimized.dense_motion_network(source, kp_driving, kp_source)
-        actual = optimized.inpainting_network(source, motion)["prediction"]
+        actual = generate(optimized.dense_motion_network, optimized.inpainting_network, source,
+                          kp_source, kp_driving)["prediction"]
     torch.testing.assert_close(actual, expected, rtol=0, atol=2e-5)
 
 

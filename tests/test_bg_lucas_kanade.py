@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from test_train import tiny_config
 
 from tpsmm import TPSMM, load_config
-from tpsmm.checkpoint import read_checkpoint
+from tpsmm.checkpoint_file import read_checkpoint
 from tpsmm.data import synthetic
 from tpsmm.data.dataset import FramesDataset
 from tpsmm.data.synthetic import generate_dataset
@@ -21,7 +21,7 @@ from tpsmm.geometry import apply_projective, make_coordinate_grid
 from tpsmm.networks import LucasKanadeBGMotion
 from tpsmm.networks.bg_lucas_kanade import _plausible
 from tpsmm.testing.camera_truth import background_grid
-from tpsmm.training.checkpoints import LAST
+from tpsmm.training.resume_state import LAST
 from tpsmm.training.trainer import Stage1, TrainOptions, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")

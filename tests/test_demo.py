@@ -8,7 +8,7 @@ import torch
 
 from tpsmm import TPSMM
 from tpsmm.animation.animator import NEEDED_NETWORKS
-from tpsmm.checkpoint import read_checkpoint
+from tpsmm.checkpoint_file import read_checkpoint
 from tpsmm.cli import main
 from tpsmm.data.dataset import FramesDataset
 from tpsmm.data.synthetic import generate_dataset

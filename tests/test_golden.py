@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tpsmm.animation.keypoints import relative_kp, relative_scale
+from tpsmm.generator import generate
 from tpsmm.geometry import KeypointTPS, RandomTPS, make_coordinate_grid
 from tpsmm.losses import GeneratorFullModel
 from tpsmm.networks import Vgg19
@@ -87,8 +88,8 @@ def run_inference_checks(case) -> None:
                 assert_close(case, f"inpainting.get_encode.{i}", encoded[i])
 
         def animate(kp_norm: torch.Tensor) -> torch.Tensor:
-            motion = model.dense_motion_network(source, {"fg_kp": kp_norm}, kp_source)
-            return model.inpainting_network(source, motion)["prediction"]
+            return generate(model.dense_motion_network, model.inpainting_network, source,
+                            kp_source["fg_kp"], kp_norm)["prediction"]
 
         assert_close(case, "animate.standard.prediction", animate(kp_driving["fg_kp"]))
         scale = relative_scale(kp_source["fg_kp"], kp_initial["fg_kp"])

@@ -17,12 +17,8 @@ from tpsmm.cli import main
 from tpsmm.data.dataset import FramesDataset
 from tpsmm.data.synthetic import generate_dataset
 from tpsmm.errors import ConfigError
-from tpsmm.evaluation.reconstruction import (
-    MarkerExtractor,
-    SavedIdentityModel,
-    build_extractors,
-    reconstruct,
-)
+from tpsmm.evaluation.extractors import MarkerExtractor, SavedIdentityModel, build_extractors
+from tpsmm.evaluation.reconstruction import reconstruct
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -19,16 +19,17 @@ import yaml
 from PIL import Image
 
 from tpsmm import TPSMM, load_config
-from tpsmm.checkpoint import read_checkpoint
+from tpsmm.checkpoint_file import read_checkpoint
 from tpsmm.cli import main
 from tpsmm.data.dataset import FramesDataset
 from tpsmm.data.synthetic import generate_dataset
 from tpsmm.errors import CheckpointError, ConfigError, InputError
 from tpsmm.evaluation.reconstruction import reconstruct
+from tpsmm.generator import generate
 from tpsmm.networks.winograd import WinogradConv2d, winograd_available
-from tpsmm.training.checkpoints import LAST, TRAINING_KEY, numbered_name
 from tpsmm.training.logs import read_log
 from tpsmm.training.lr_schedule import load_step_schedule, step_schedule
+from tpsmm.training.resume_state import LAST, TRAINING_KEY, numbered_name
 from tpsmm.training.sampling import EpochSampler, TrainingPairs, derive_seed
 from tpsmm.training.trainer import WINOGRAD_NETWORKS, Stage1, TrainOptions, train
 from tpsmm.training.visualizer import visualize
@@ -301,9 +302,9 @@ def test_checkpoints_load_as_models(synthetic_root: Path, tmp_path: Path) -> Non
                                  "bg_predictor"}
     source = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        kp = model.kp_detector(source)
-        motion = model.dense_motion_network(source, kp, kp)
-        prediction = model.inpainting_network(source, motion)["prediction"]
+        kp = model.kp_detector(source)["fg_kp"]
+        prediction = generate(model.dense_motion_network, model.inpainting_network, source,
+                              kp, kp)["prediction"]
     assert prediction.shape == (1, 3, 64, 64) and torch.isfinite(prediction).all()
 
 

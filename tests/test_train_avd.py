@@ -9,12 +9,12 @@ import torch
 from test_train import synthetic_root, tiny_config  # noqa: F401 (fixture)
 
 from tpsmm import TPSMM, load_config
-from tpsmm.checkpoint import read_checkpoint
+from tpsmm.checkpoint_file import read_checkpoint
 from tpsmm.cli import main
 from tpsmm.errors import ConfigError
 from tpsmm.training.avd import AVDOptions, random_scale, train_avd
-from tpsmm.training.checkpoints import LAST
 from tpsmm.training.logs import read_log
+from tpsmm.training.resume_state import LAST
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

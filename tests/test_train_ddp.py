@@ -11,9 +11,9 @@ import torch.multiprocessing as mp
 from test_train import options, synthetic_root, tiny_config  # noqa: F401 (fixture)
 
 from tpsmm import TPSMM, load_config
-from tpsmm.checkpoint import read_checkpoint
-from tpsmm.training.checkpoints import LAST
+from tpsmm.checkpoint_file import read_checkpoint
 from tpsmm.training.logs import read_log
+from tpsmm.training.resume_state import LAST
 from tpsmm.training.trainer import train
 
 NETWORKS = ("kp_detector", "dense_motion_network", "inpainting_network", "bg_predictor")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tpsmm.checkpoint import atomic_save
+from tpsmm.checkpoint_file import atomic_save
 from tpsmm.data.video import has_audio, open_video, open_writer
 from tpsmm.errors import InputError, OutputError
 

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from tpsmm.animation.animator import NEEDED_NETWORKS
-from tpsmm.checkpoint import atomic_save, read_checkpoint
+from tpsmm.checkpoint_file import atomic_save, read_checkpoint
 from tpsmm.data.synthetic import render_video
 from tpsmm.data.video import open_writer
 from tpsmm.demo import DRIVING_NAME, SOURCE_NAME

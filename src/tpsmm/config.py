@@ -15,6 +15,7 @@ and the file.
 from __future__ import annotations
 
 import copy
+import json
 import os
 from importlib import resources
 from pathlib import Path
@@ -206,3 +207,8 @@ def _read(config: str | os.PathLike) -> tuple[str, str]:
         )
     resource = resources.files("tpsmm") / "configs" / f"{name}.yaml"
     return resource.read_text(encoding="utf-8"), f"{name}.yaml (bundled)"
+
+
+def plain(config: dict) -> dict:
+    """A config as plain dicts and lists (Config is a dict subclass yaml refuses)."""
+    return json.loads(json.dumps(config))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tpsmm.generator import generate
 from tpsmm.geometry import RandomTPS
 from tpsmm.model import trainable
 from tpsmm.networks import BGMotionPredictor, KPDetector, Vgg19
@@ -119,11 +120,11 @@ class GeneratorFullModel(nn.Module):
     ``transformed_kp``.
     """
 
-    def __init__(self, kp_extractor: KPDetector, bg_predictor: BGMotionPredictor | None,
+    def __init__(self, kp_detector: KPDetector, bg_predictor: BGMotionPredictor | None,
                  dense_motion_network: DenseMotionNetwork,
                  inpainting_network: InpaintingNetwork, train_params: dict, vgg: Vgg19):
         super().__init__()
-        self.kp_extractor = kp_extractor
+        self.kp_detector = kp_detector
         self.bg_predictor = bg_predictor
         self.dense_motion_network = dense_motion_network
         self.inpainting_network = inpainting_network
@@ -139,16 +140,14 @@ class GeneratorFullModel(nn.Module):
         """``equivariance_transform`` replaces the random draw (for tests)."""
         source, driving = x["source"], x["driving"]
         weights = self.loss_weights
-        kp_source = self.kp_extractor(source)
-        kp_driving = self.kp_extractor(driving)
+        kp_source = self.kp_detector(source)
+        kp_driving = self.kp_detector(driving)
         use_bg = self.bg_predictor is not None and epoch >= self.bg_start
         bg_param = self.bg_predictor(source, driving) if use_bg else None
         dropout_p = tps_dropout_probability(epoch, self.train_params)
-        dense_motion = self.dense_motion_network(
-            source, kp_driving, kp_source, bg_param=bg_param,
-            dropout_flag=dropout_p is not None, dropout_p=dropout_p or 0,
-        )
-        generated = self.inpainting_network(source, dense_motion)
+        generated = generate(self.dense_motion_network, self.inpainting_network, source,
+                             kp_source["fg_kp"], kp_driving["fg_kp"], bg_param=bg_param,
+                             dropout_p=dropout_p)
         generated.update(kp_source=kp_source, kp_driving=kp_driving, bg_param=bg_param)
 
         losses: dict[str, torch.Tensor] = {}
@@ -161,7 +160,7 @@ class GeneratorFullModel(nn.Module):
                 driving.shape[0], **self.train_params["transform_params"]
             )
             value, frame, kp = equivariance_loss(
-                self.kp_extractor, driving, kp_driving["fg_kp"], transform.to(driving.device)
+                self.kp_detector, driving, kp_driving["fg_kp"], transform.to(driving.device)
             )
             losses["equivariance_value"] = weights["equivariance_value"] * value
             generated.update(transformed_frame=frame, transformed_kp={"fg_kp": kp})

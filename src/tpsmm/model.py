@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tpsmm.checkpoint import (
+from tpsmm.checkpoint_file import (
     atomic_save,
     checkpoint_mismatches,
     load_networks,

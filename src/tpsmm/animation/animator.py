@@ -29,17 +29,14 @@ import torch
 from tqdm import tqdm
 
 from tpsmm.animation.best_frame import FaceLandmarks, keypoint_distances
-from tpsmm.animation.inference import (
-    PRECISIONS,
-    autocast,
-    optimize_for_inference,
-    resolve_device,
-)
+from tpsmm.animation.inference import optimize_for_inference
 from tpsmm.animation.keypoints import relative_kp, relative_scale
 from tpsmm.config import Config
 from tpsmm.data.images import FIT_MODES, fit, load_image, to_tensor, to_uint8
 from tpsmm.data.video import VideoReader, has_audio, open_video, open_writer
+from tpsmm.devices import PRECISIONS, autocast, resolve_device
 from tpsmm.errors import CheckpointError, InputError
+from tpsmm.generator import generate
 from tpsmm.model import TPSMM
 
 MODES = ("relative", "standard", "avd")
@@ -48,7 +45,8 @@ NEEDED_NETWORKS = ("kp_detector", "dense_motion_network", "inpainting_network")
 # and only cost memory; GPUs need larger ones to fill up.
 DEFAULT_BATCH_SIZE = {"cpu": 4, "cuda": 16, "mps": 8}
 
-Image = str | os.PathLike | np.ndarray | torch.Tensor
+ImageInput = str | os.PathLike | np.ndarray | torch.Tensor
+"""What an image may be given as: a file, an (H, W, 3) array or a (3, H, W) tensor."""
 
 
 @dataclass(frozen=True)
@@ -158,7 +156,7 @@ class Animator:
     # ----------------------------------------------------------------------- the frame path
 
     @torch.inference_mode()
-    def prepare(self, source: Image, fit_mode: str = "crop") -> PreparedSource:
+    def prepare(self, source: ImageInput, fit_mode: str = "crop") -> PreparedSource:
         """Do the work that depends on the source image alone.
 
         Args:
@@ -235,17 +233,15 @@ class Animator:
 
     def _generate(self, source: PreparedSource, kp: torch.Tensor) -> torch.Tensor:
         """The frames of the source moved to ``kp: (B, K*5, 2)``: ``(B, 3, S, S)`` fp32."""
-        kp_source = source.kp.expand(kp.shape[0], -1, -1)
-        motion = self.model.dense_motion_network(source.image, {"fg_kp": kp},
-                                                 {"fg_kp": kp_source})
-        with autocast(self.device, self.precision):
-            generated = self.model.inpainting_network(source.image, motion,
-                                                      encoder_maps=source.encoder_maps)
+        generated = generate(self.model.dense_motion_network, self.model.inpainting_network,
+                             source.image, source.kp.expand(kp.shape[0], -1, -1), kp,
+                             encoder_maps=source.encoder_maps,
+                             decoder_context=autocast(self.device, self.precision))
         return generated["prediction"].float()
 
     # ----------------------------------------------------------------------- whole videos
 
-    def animate(self, source: PreparedSource | Image, driving: str | os.PathLike | VideoReader,
+    def animate(self, source: PreparedSource | ImageInput, driving: str | os.PathLike | VideoReader,
                 output: str | os.PathLike, mode: str = "relative", fit_mode: str = "crop",
                 fps: float | None = None, find_best_frame: bool = False,
                 progress: bool = False) -> AnimationResult:
@@ -370,7 +366,7 @@ class Animator:
         return self._on_device(fit(frames, self.image_size, fit_mode))
 
 
-def _image_batch(image: Image) -> torch.Tensor:
+def _image_batch(image: ImageInput) -> torch.Tensor:
     """An image file, ``(H, W, 3)`` array or ``(3, H, W)`` / ``(1, 3, H, W)`` tensor ->
     ``(1, 3, H, W)`` fp32 in [0, 1] (on the CPU for files and arrays)."""
     if isinstance(image, torch.Tensor):
@@ -438,7 +434,7 @@ def _progress_bar(reader: VideoReader, description: str, enabled: bool) -> tqdm:
                 file=sys.stderr, dynamic_ncols=True, leave=False)
 
 
-def animate(source: Image, driving: str | os.PathLike, output: str | os.PathLike, *,
+def animate(source: ImageInput, driving: str | os.PathLike, output: str | os.PathLike, *,
             checkpoint: str | os.PathLike, config: str | os.PathLike | dict = "vox-256",
             mode: str = "relative", device: str = "auto", precision: str = "fp32",
             batch_size: int | None = None, fit_mode: str = "crop", fps: float | None = None,

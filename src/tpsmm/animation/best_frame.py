@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from tpsmm.animation.keypoints import convex_hull_area
+from tpsmm.evaluation.fan import first_face, make_aligner
 
 
 def normalize_shape(points: np.ndarray) -> np.ndarray:
@@ -78,16 +79,11 @@ class FaceLandmarks:
         files = [path.name for path in cache.glob("*")] if cache.is_dir() else []
         if not all(any(name.startswith(p) for name in files) for p in cls.WEIGHT_PREFIXES):
             return None
-        face_alignment = importlib.import_module("face_alignment")
-        # The enum member was renamed from _2D to TWO_D in face_alignment 1.4.
-        types = face_alignment.LandmarksType
-        kind = types.TWO_D if hasattr(types, "TWO_D") else types._2D
-        return cls(face_alignment.FaceAlignment(kind, flip_input=True, device=device.type))
+        return cls(make_aligner(device.type, flip_input=True))
 
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
         """``image: (H, W, 3)`` uint8 RGB -> the first face's ``(68, 2)`` landmarks, or None."""
-        faces = self._aligner.get_landmarks(image)
-        return np.asarray(faces[0], dtype=np.float64)[:, :2] if faces else None
+        return first_face(self._aligner, image)
 
     def distances(self, source: np.ndarray, frames: np.ndarray) -> np.ndarray:
         """Pose distances of ``frames: (B, H, W, 3)`` uint8 to the source's ``(68, 2)``

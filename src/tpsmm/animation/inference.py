@@ -25,26 +25,20 @@ Parameters are shared, not copied, and state-dict keys are unchanged. Only the r
 the rewrite at inference counts: training a rewritten model would not update the
 transposed kernels, which are computed once from the 3x3 weights.
 
-Reduced precision (:func:`autocast`) is only ever applied to the inpainting network's
+Reduced precision (:func:`tpsmm.devices.autocast`) is only ever applied to the inpainting network's
 decoder by the animator: the keypoint detector, the TPS solve, the sampling grids, the
 softmax of the contribution maps and every ``grid_sample`` stay in fp32.
 """
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tpsmm.errors import TPSMMError
 from tpsmm.model import TPSMM
 from tpsmm.networks.blocks import UpBlock2d
 from tpsmm.networks.winograd import WinogradConv2d, winograd_available
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def nearest_up_conv_kernel(weight: torch.Tensor) -> torch.Tensor:
@@ -146,47 +140,3 @@ def optimize_for_inference(model: TPSMM, device: torch.device,
             if network is not None and not (winograd and network is model.inpainting_network):
                 network.to(memory_format=torch.channels_last)
     return model
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` is CUDA if there is a GPU, else Apple's MPS if present, else the CPU.
-
-    Raises:
-        TPSMMError: a CUDA or MPS device was asked for but this machine has none.
-    """
-    if str(device) != "auto":
-        device = torch.device(device)
-        available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
-        if device.type in available and not available[device.type]():
-            raise TPSMMError(f"device {device}: not available on this machine (or in this "
-                             "build of torch); use --device cpu or auto")
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Convolutions and matrix products in ``precision`` (fp32: a no-op context)."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=PRECISIONS[precision])
-
-
-def native_reduced_precision(device: torch.device, precision: str) -> bool:
-    """Whether ``device`` computes ``precision`` convolutions in hardware.
-
-    A CPU without AVX-512 BF16 / AMX (or AVX-512 FP16) runs reduced-precision convolutions
-    with generic kernels. Measured on such a CPU (AVX2, 2 cores): 3-5x slower than fp32 for
-    channels-last convolutions, 60x for transposed ones, two orders of magnitude for
-    channels-first ones; the whole animation ~20x slower than fp32. GPUs count as native.
-    """
-    if precision == "fp32" or device.type != "cpu":
-        return True
-    check = {
-        "bf16": getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None),
-        "fp16": getattr(torch.ops.mkldnn, "_is_mkldnn_fp16_supported", None),
-    }[precision]
-    return bool(check is not None and check())

@@ -8,30 +8,11 @@ import sys
 import torch
 
 from tpsmm.animation import MODES, Animator
-from tpsmm.animation.inference import (
-    DEVICES,
-    PRECISIONS,
-    native_reduced_precision,
-    resolve_device,
-)
+from tpsmm.commands.arguments import positive_float, positive_int
 from tpsmm.config import load_config
 from tpsmm.data.images import FIT_MODES, load_image
 from tpsmm.data.video import open_video
-
-
-def _positive(kind: type) -> type:
-    """argparse type: a positive ``kind`` (int or float)."""
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-
-    return parse
+from tpsmm.devices import DEVICES, PRECISIONS, native_reduced_precision, resolve_device
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -64,7 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="precision of the inpainting decoder, ~90%% of the work (default "
                    "fp32); bf16/fp16 are faster on GPUs and CPUs with native support, and "
                    "much slower on CPUs without")
-    p.add_argument("--batch-size", type=_positive(int), metavar="N",
+    p.add_argument("--batch-size", type=positive_int, metavar="N",
                    help="frames animated at once (default: 4 on the CPU, 16 on CUDA)")
     p.add_argument("--find-best-frame", action="store_true",
                    help="relative mode: measure motion from the driving frame posed most like "
@@ -74,7 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="inputs of another size or aspect: crop the centre square (default), "
                    "pad to a square with black, or stretch (the reference demo's way); "
                    "inputs at the model size are used as they are")
-    p.add_argument("--fps", type=_positive(float),
+    p.add_argument("--fps", type=positive_float,
                    help="output frame rate (default: the driving video's; another rate "
                    "changes the duration, so the audio is then left out)")
     p.add_argument("-q", "--quiet", action="store_true",

@@ -9,20 +9,20 @@ from pathlib import Path
 
 import torch
 
-from tpsmm.checkpoint import read_checkpoint
-from tpsmm.commands.train import positive_int
+from tpsmm.checkpoint_file import read_checkpoint
+from tpsmm.commands.arguments import positive_int
 from tpsmm.config import load_config
 from tpsmm.data.dataset import FramesDataset
 from tpsmm.errors import ConfigError
+from tpsmm.evaluation.extractors import build_extractors
 from tpsmm.evaluation.reconstruction import (
     BASELINES,
     ReconstructionReport,
     VideoResult,
-    build_extractors,
     reconstruct,
 )
 from tpsmm.model import TPSMM
-from tpsmm.training.checkpoints import TRAINING_KEY
+from tpsmm.training.resume_state import TRAINING_KEY
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -4,40 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 
+from tpsmm.commands.arguments import at_least, fraction, frame_count
 from tpsmm.data.synthetic import generate_dataset
-
-
-def _at_least(minimum: int) -> Callable[[str], int]:
-    """argparse type: an integer >= minimum."""
-
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-def _frames(text: str) -> int | tuple[int, int]:
-    """``T`` or an inclusive range ``LOW-HIGH``."""
-    low, _, high = text.partition("-")
-    try:
-        bounds = (int(low), int(high or low))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected T or LOW-HIGH, got {text!r}") from None
-    if not 1 <= bounds[0] <= bounds[1]:
-        raise argparse.ArgumentTypeError(f"need 1 <= LOW <= HIGH, got {text!r}")
-    return bounds[0] if bounds[0] == bounds[1] else bounds
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
-    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -49,23 +18,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "keypoints in <video>.npz beside each); test characters are unseen in train.",
     )
     p.add_argument("--out", required=True, metavar="ROOT", help="dataset directory")
-    p.add_argument("--videos", required=True, type=_at_least(1), help="number of clips")
-    p.add_argument("--size", type=_at_least(16), default=64, help="frame size (default 64)")
-    p.add_argument("--frames", type=_frames, default=32, help="frames per clip: T or LOW-HIGH")
-    p.add_argument("--seed", type=_at_least(0), default=0, help="dataset seed (default 0)")
+    p.add_argument("--videos", required=True, type=at_least(1), help="number of clips")
+    p.add_argument("--size", type=at_least(16), default=64, help="frame size (default 64)")
+    p.add_argument("--frames", type=frame_count, default=32, help="frames per clip: T or LOW-HIGH")
+    p.add_argument("--seed", type=at_least(0), default=0, help="dataset seed (default 0)")
     p.add_argument(
         "--test-fraction",
-        type=_fraction,
+        type=fraction,
         default=0.2,
         help="fraction of characters held out for test (default 0.2)",
     )
     p.add_argument(
         "--clips-per-identity",
-        type=_at_least(1),
+        type=at_least(1),
         default=4,
         help="clips of each character (default 4)",
     )
-    p.add_argument("--workers", type=_at_least(1), default=1, help="rendering processes")
+    p.add_argument("--workers", type=at_least(1), default=1, help="rendering processes")
     p.add_argument(
         "--overwrite", action="store_true", help="replace the dataset in a non-empty ROOT"
     )

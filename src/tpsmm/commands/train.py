@@ -4,31 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from tpsmm.training.trainer import PRECISIONS, TrainOptions, train
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a number > 0."""
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
+from tpsmm.commands.arguments import non_negative_int, positive_float, positive_int
+from tpsmm.devices import PRECISIONS
+from tpsmm.training.trainer import TrainOptions, train
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:

@@ -5,30 +5,23 @@ source and every frame t (0 included) drives it, as in the reference's
 ``reconstruction.py``. L1 is the mean |prediction - driving| over pixels in
 [0, 1]; the dataset's figure is the mean over all frames of all videos.
 
-Pose and identity metrics compare what an *extractor* finds in the driving
-frames and in the generated frames alike, as the paper does with external
-pose detectors:
+Pose and identity metrics compare what an extractor
+(:mod:`tpsmm.evaluation.extractors`) finds in the driving frames and in the
+generated frames alike, as the paper does with external pose detectors.
 
-- a :class:`KeypointExtractor` gives landmarks and whether each was found:
-  AKD (average keypoint distance, pixels) and MKR (missing keypoint rate);
-- an :class:`IdentityExtractor` gives an embedding per frame: AED (average
-  euclidean distance; *squared*, as pose-evaluation's ``cmp.py`` computes it).
-
-Built in: ``markers`` (the synthetic dataset's coloured markers, found by
-:func:`tpsmm.evaluation.landmarks.detect_markers`; enabled automatically
-when the dataset root has ``synthetic.json``), ``face-alignment`` (68 face
-landmarks, when the ``face_alignment`` package is installed) and ``aed``
-(any embedding network saved with ``torch.export`` or TorchScript). Extractors that cannot
-run are reported as absent with the reason, never silently skipped.
+Three parts, top-down: :func:`reconstruct` loops over the videos and pools
+the metrics; :func:`_measure_video` streams one video through the forward
+pass (:func:`reconstruct_frames`) and its extractors; :class:`_OutputFiles`
+writes what the user asked to keep (strips, side-by-side videos, JSON).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -36,96 +29,14 @@ from PIL import Image
 
 from tpsmm.data.dataset import FramesDataset
 from tpsmm.data.images import to_uint8
-from tpsmm.data.video import open_writer
-from tpsmm.errors import ConfigError, InputError
-from tpsmm.evaluation.landmarks import akd, detect_video_markers, mkr
+from tpsmm.data.video import VideoWriter, open_writer
+from tpsmm.errors import ConfigError
+from tpsmm.evaluation.extractors import IdentityExtractor, KeypointExtractor
+from tpsmm.evaluation.landmarks import akd, mkr
+from tpsmm.generator import generate
 from tpsmm.model import TPSMM, trainable
 
 BASELINES = ("copy-source",)
-
-
-class KeypointExtractor(Protocol):
-    """Landmarks of frames: ``(T, H, W, 3) uint8 -> (points (T, M, 2) px, found (T, M) bool)``."""
-
-    name: str
-
-    def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-class IdentityExtractor(Protocol):
-    """Identity embeddings of frames: ``(T, H, W, 3) uint8 -> (T, D) float``."""
-
-    name: str
-
-    def __call__(self, frames: np.ndarray) -> np.ndarray: ...
-
-
-class MarkerExtractor:
-    """The synthetic characters' 10 coloured markers (no network needed)."""
-
-    name = "markers"
-
-    def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return detect_video_markers(frames)
-
-
-class FaceAlignmentExtractor:
-    """68 face landmarks from the ``face_alignment`` package (2-D FAN), as the paper's AKD.
-
-    A frame where no face is found has all landmarks missing. The package
-    downloads its own weights on first use.
-    """
-
-    name = "face-alignment"
-
-    def __init__(self, device: str = "cpu") -> None:
-        import face_alignment  # optional dependency, checked by build_extractors
-
-        # Renamed from _2D to TWO_D in face_alignment 1.4.
-        types = face_alignment.LandmarksType
-        kind = types.TWO_D if hasattr(types, "TWO_D") else types._2D
-        self.aligner = face_alignment.FaceAlignment(kind, flip_input=False, device=device)
-
-    def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        points = np.zeros((len(frames), 68, 2), np.float32)
-        found = np.zeros((len(frames), 68), bool)
-        for t, frame in enumerate(frames):
-            faces = self.aligner.get_landmarks(frame)
-            if faces:
-                points[t], found[t] = faces[0][:, :2], True
-        return points, found
-
-
-class SavedIdentityModel:
-    """An identity embedding network saved with ``torch.export.save`` (``.pt2``) or TorchScript.
-
-    The module takes (B, 3, H, W) float RGB in [0, 1] at the frames' size and
-    returns (B, D) embeddings; any resizing or normalisation it needs (e.g.
-    OpenFace's 96x96 BGR, the ReID net's 288x144 ImageNet-normalised input)
-    belongs inside it. An exported program needs a dynamic batch dimension.
-    """
-
-    name = "aed"
-
-    def __init__(self, path: str | Path, device: str = "cpu") -> None:
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{path}: identity model not found")
-        try:
-            if path.suffix == ".pt2":
-                self.module = torch.export.load(str(path)).module().to(device)
-            else:
-                self.module = torch.jit.load(str(path), map_location=device).eval()
-        except (RuntimeError, ValueError) as error:
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise InputError(f"{path}: not an exported (.pt2) or TorchScript model "
-                             f"({reason})") from None
-        self.device = device
-
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
-        batch = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255).to(self.device)
-        with torch.no_grad():
-            return self.module(batch).float().cpu().numpy()
 
 
 @dataclass
@@ -170,48 +81,6 @@ def _nan_to_none(value: object) -> object:
     return value
 
 
-def build_extractors(names: Sequence[str] | None, root: str | Path, aed_model: str | None = None,
-                     device: str = "cpu"
-                     ) -> tuple[list[KeypointExtractor], list[IdentityExtractor], dict[str, str]]:
-    """Extractors by name, and the absent ones with the reason.
-
-    ``names`` None means automatic: ``markers`` when ``root/synthetic.json``
-    exists, ``aed`` when ``aed_model`` is given; the face and body
-    detectors are then listed as absent unless asked for. Names:
-    ``markers``, ``face-alignment``, ``aed``.
-    """
-    synthetic = (Path(root) / "synthetic.json").is_file()
-    wanted = set(names) if names is not None else (
-        ({"markers"} if synthetic else set()) | ({"aed"} if aed_model else set()))
-    unknown = wanted - {"markers", "face-alignment", "aed"}
-    if unknown:
-        raise ConfigError(f"unknown metric extractor(s) {', '.join(sorted(unknown))}; "
-                          f"choose from markers, face-alignment, aed")
-    keypoints: list[KeypointExtractor] = []
-    identities: list[IdentityExtractor] = []
-    absent: dict[str, str] = {}
-    if "markers" in wanted:
-        if synthetic:
-            keypoints.append(MarkerExtractor())
-        else:
-            absent["markers"] = f"{root} is not a synthetic dataset (no synthetic.json)"
-    if "face-alignment" in wanted:
-        try:
-            keypoints.append(FaceAlignmentExtractor(device))
-        except ImportError:
-            absent["face-alignment"] = "the face_alignment package is not installed"
-    else:
-        absent["face-alignment"] = "not requested (--metrics face-alignment; faces only)"
-    absent["pose"] = ("no body pose detector is bundled (the paper's OpenPose-style model); "
-                      "plug one in through tpsmm.evaluation.reconstruction.KeypointExtractor")
-    if "aed" in wanted and aed_model is not None:
-        identities.append(SavedIdentityModel(aed_model, device))
-    else:
-        absent["aed"] = ("not requested (--metrics aed)" if aed_model is not None
-                         else "no identity model: pass --aed-model FILE (.pt2 or TorchScript)")
-    return keypoints, identities, absent
-
-
 def reconstruct_frames(model: TPSMM | None, source: torch.Tensor, driving: torch.Tensor,
                        kp_source: dict | None, use_bg: bool) -> torch.Tensor:
     """Predictions of a batch of driving frames from one source frame.
@@ -243,8 +112,9 @@ def generate_frames(model: TPSMM, source: torch.Tensor, driving: torch.Tensor,
     kp_sources = {"fg_kp": kp_source["fg_kp"].expand(count, -1, -1)}
     kp_driving = model.kp_detector(driving)
     bg_param = model.bg_predictor(sources, driving) if use_bg else None
-    motion = model.dense_motion_network(sources, kp_driving, kp_sources, bg_param=bg_param)
-    return dict(model.inpainting_network(sources, motion), motion=motion, bg_param=bg_param)
+    generated = generate(model.dense_motion_network, model.inpainting_network, sources,
+                         kp_sources["fg_kp"], kp_driving["fg_kp"], bg_param=bg_param)
+    return dict(generated, bg_param=bg_param)
 
 
 def background_used(model: TPSMM) -> bool:
@@ -268,6 +138,77 @@ def _predict_video(model: TPSMM | None, batches: Iterator[torch.Tensor], device:
         yield driving, reconstruct_frames(model, source, driving, kp_source, use_bg)
 
 
+class _OutputFiles:
+    """What reconstruction keeps on disk under ``root``: ``png/<video>.png`` (the
+    predictions side by side, the reference's strip), ``mp4/<video>.mp4`` (driving |
+    prediction) and ``results.json``. A video's mp4 appears only once complete."""
+
+    def __init__(self, root: Path, save_png: bool, save_video: bool) -> None:
+        self.root = root
+        self.save_png = save_png
+        self.save_video = save_video
+
+    def video_writer(self, dataset: FramesDataset, index: int) -> VideoWriter | None:
+        if not self.save_video:
+            return None
+        name = Path(dataset.videos[index].name).stem
+        return open_writer(self.root / "mp4" / f"{name}.mp4", dataset.open_video(index).fps)
+
+    def write_strip(self, name: str, predictions: list[np.ndarray]) -> None:
+        """``predictions``: batches ``(n, H, W, 3)`` uint8 of one video."""
+        if not self.save_png:
+            return
+        (self.root / "png").mkdir(parents=True, exist_ok=True)
+        # The reference's file name: the video's name plus .png (name.mp4.png).
+        Image.fromarray(np.concatenate(np.concatenate(predictions), axis=1)).save(
+            self.root / "png" / f"{name}.png")
+
+    def write_report(self, report: ReconstructionReport) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "results.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
+
+
+@dataclass
+class _VideoMeasurements:
+    """Per-frame measurements of one video: ``l1`` (T,), and per extractor the keypoint
+    arrays (real points, real found, fake points, fake found) or the AED values (T,)."""
+
+    l1: np.ndarray
+    keypoints: dict[str, tuple[np.ndarray, ...]]
+    distances: dict[str, np.ndarray]
+
+
+def _measure_video(model: TPSMM | None, batches: Iterator[torch.Tensor], device: torch.device,
+                   use_bg: bool, keypoint_extractors: Sequence[KeypointExtractor],
+                   identity_extractors: Sequence[IdentityExtractor],
+                   writer: VideoWriter | None, strip: list[np.ndarray] | None
+                   ) -> _VideoMeasurements:
+    """Stream one video through the forward pass and the extractors; hand its frames to
+    ``writer`` (driving | prediction) and its predictions to ``strip`` when given."""
+    l1: list[np.ndarray] = []
+    keypoints: dict[str, list[tuple]] = {e.name: [] for e in keypoint_extractors}
+    distances: dict[str, list[np.ndarray]] = {e.name: [] for e in identity_extractors}
+    with torch.no_grad():
+        for driving, prediction in _predict_video(model, batches, device, use_bg):
+            l1.append((prediction - driving).abs().mean(dim=(1, 2, 3)).cpu().numpy())
+            real, fake = to_uint8(driving), to_uint8(prediction)
+            if strip is not None:
+                strip.append(fake)
+            if writer is not None:
+                writer.write(np.concatenate([real, fake], axis=2))
+            for extractor in keypoint_extractors:
+                keypoints[extractor.name].append((*extractor(real), *extractor(fake)))
+            for extractor in identity_extractors:
+                difference = extractor(real) - extractor(fake)
+                distances[extractor.name].append((difference**2).sum(axis=1))
+    return _VideoMeasurements(
+        l1=np.concatenate(l1),
+        keypoints={key: tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+                   for key, parts in keypoints.items()},
+        distances={key: np.concatenate(parts) for key, parts in distances.items()},
+    )
+
+
 def reconstruct(dataset: FramesDataset, model: TPSMM | None = None, *,
                 baseline: str | None = None,
                 keypoint_extractors: Sequence[KeypointExtractor] = (),
@@ -284,7 +225,8 @@ def reconstruct(dataset: FramesDataset, model: TPSMM | None = None, *,
         model: the networks (put in eval mode here), or None with ``baseline``.
         baseline: ``"copy-source"``: every prediction is frame 0.
         keypoint_extractors, identity_extractors: metrics to compute
-            (see :func:`build_extractors`); ``absent`` is copied to the report.
+            (see :func:`~tpsmm.evaluation.extractors.build_extractors`); ``absent`` is
+            copied to the report.
         out_dir: where to write ``png/<video>.png`` (the predictions side by
             side, the reference's strip), ``mp4/<video>.mp4`` (driving |
             prediction) and ``results.json``; None writes nothing.
@@ -307,70 +249,41 @@ def reconstruct(dataset: FramesDataset, model: TPSMM | None = None, *,
         device = next(model.parameters()).device
         use_bg = background_used(model) if use_bg is None else bool(
             use_bg and model.bg_predictor is not None)
-    out = Path(out_dir) if out_dir is not None else None
+    files = _OutputFiles(Path(out_dir), save_png, save_video) if out_dir is not None else None
     total = len(dataset.videos) if max_videos is None else min(max_videos, len(dataset.videos))
     results: list[VideoResult] = []
-    pooled_kp: dict[str, list[tuple]] = {e.name: [] for e in keypoint_extractors}
-    pooled_id: dict[str, list[np.ndarray]] = {e.name: [] for e in identity_extractors}
-    frame_l1: list[np.ndarray] = []
+    videos: list[_VideoMeasurements] = []
     for index in range(total):
         name = dataset.videos[index].name
-        video_l1: list[np.ndarray] = []
-        strip: list[np.ndarray] = []
-        found_kp: dict[str, list[tuple]] = {e.name: [] for e in keypoint_extractors}
-        distances: dict[str, list[np.ndarray]] = {e.name: [] for e in identity_extractors}
-        writer = None
-        if out is not None and save_video:
-            fps = dataset.open_video(index).fps
-            writer = open_writer(out / "mp4" / f"{Path(name).stem}.mp4", fps)
-        try:
-            with torch.no_grad():
-                for driving, prediction in _predict_video(
-                        model, dataset.iter_frames(index, batch_size), device, bool(use_bg)):
-                    video_l1.append((prediction - driving).abs().mean(dim=(1, 2, 3)).cpu().numpy())
-                    real, fake = to_uint8(driving), to_uint8(prediction)
-                    if out is not None and save_png:
-                        strip.append(fake)
-                    if writer is not None:
-                        writer.write(np.concatenate([real, fake], axis=2))
-                    for extractor in keypoint_extractors:
-                        found_kp[extractor.name].append((*extractor(real), *extractor(fake)))
-                    for extractor in identity_extractors:
-                        difference = extractor(real) - extractor(fake)
-                        distances[extractor.name].append((difference**2).sum(axis=1))
-        finally:
-            if writer is not None:
-                writer.close()
-        l1 = np.concatenate(video_l1)
-        frame_l1.append(l1)
-        result = VideoResult(name, len(l1), float(l1.mean()))
-        for key, parts in found_kp.items():
-            arrays = [np.concatenate(column) for column in zip(*parts, strict=True)]
-            pooled_kp[key].append(tuple(arrays))
-            result.metrics[key] = _keypoint_metrics(*arrays)
-        for key, parts in distances.items():
-            values = np.concatenate(parts)
-            pooled_id[key].append(values)
-            result.metrics[key] = {"aed": float(values.mean())}
-        if out is not None and save_png:
-            (out / "png").mkdir(parents=True, exist_ok=True)
-            # The reference's file name: the video's name plus .png (name.mp4.png).
-            Image.fromarray(np.concatenate(np.concatenate(strip), axis=1)).save(
-                out / "png" / f"{name}.png")
+        strip: list[np.ndarray] | None = [] if files is not None and save_png else None
+        writer = files.video_writer(dataset, index) if files is not None else None
+        with writer if writer is not None else contextlib.nullcontext():
+            measured = _measure_video(model, dataset.iter_frames(index, batch_size), device,
+                                      bool(use_bg), keypoint_extractors, identity_extractors,
+                                      writer, strip)
+        if files is not None:
+            files.write_strip(name, strip)
+        result = VideoResult(name, len(measured.l1), float(measured.l1.mean()))
+        result.metrics.update({key: _keypoint_metrics(*arrays)
+                               for key, arrays in measured.keypoints.items()})
+        result.metrics.update({key: {"aed": float(values.mean())}
+                               for key, values in measured.distances.items()})
         results.append(result)
+        videos.append(measured)
         if progress is not None:
             progress(index + 1, total, result)
 
-    metrics = {key: _keypoint_metrics(*[np.concatenate(c) for c in zip(*parts, strict=True)])
-               for key, parts in pooled_kp.items() if parts}
-    metrics.update({key: {"aed": float(np.concatenate(parts).mean())}
-                    for key, parts in pooled_id.items() if parts})
-    l1_all = float(np.concatenate(frame_l1).mean()) if frame_l1 else float("nan")
+    metrics = {key: _keypoint_metrics(*[np.concatenate([v.keypoints[key][c] for v in videos])
+                                        for c in range(4)])
+               for key in (e.name for e in keypoint_extractors) if videos}
+    metrics.update({key: {"aed": float(np.concatenate([v.distances[key] for v in videos])
+                                       .mean())}
+                    for key in (e.name for e in identity_extractors) if videos})
+    l1_all = float(np.concatenate([v.l1 for v in videos]).mean()) if videos else float("nan")
     report = ReconstructionReport(baseline or "model", results, l1_all, metrics,
                                   dict(absent or {}))
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
+    if files is not None:
+        files.write_report(report)
     return report
 
 

@@ -14,6 +14,7 @@ import torch
 
 from tpsmm.animation.animator import MODES
 from tpsmm.animation.keypoints import relative_kp, relative_scale
+from tpsmm.generator import generate
 from tpsmm.model import TPSMM
 
 
@@ -47,6 +48,7 @@ def animate_frame_by_frame(model: TPSMM, source: torch.Tensor, frames: torch.Ten
                                  scale)
             else:
                 kp = model.avd_network(kp_source, kp_driving)["fg_kp"]
-            motion = model.dense_motion_network(source, {"fg_kp": kp}, kp_source)
-            predictions.append(model.inpainting_network(source, motion)["prediction"])
+            generated = generate(model.dense_motion_network, model.inpainting_network, source,
+                                 kp_source["fg_kp"], kp)
+            predictions.append(generated["prediction"])
     return torch.cat(predictions)

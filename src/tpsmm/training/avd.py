@@ -29,14 +29,20 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from tpsmm.checkpoint import load_networks, read_checkpoint
-from tpsmm.config import Config, load_config
+from tpsmm.checkpoint_file import load_networks, read_checkpoint
+from tpsmm.config import Config, load_config, plain
 from tpsmm.errors import CheckpointError, ConfigError
+from tpsmm.generator import generate
 from tpsmm.model import TPSMM
-from tpsmm.training.checkpoints import TRAINING_KEY, restore_rng_states, rng_states
 from tpsmm.training.distributed import DistributedContext, setup_distributed
-from tpsmm.training.loop import RunOptions, Schedule, TrainResult, open_run, plain, run_epochs
+from tpsmm.training.loop import RunOptions, Schedule, TrainResult, run_epochs
 from tpsmm.training.lr_schedule import load_step_schedule, step_schedule
+from tpsmm.training.resume_state import (
+    TRAINING_KEY,
+    find_resume_point,
+    restore_rng_states,
+    rng_states,
+)
 from tpsmm.training.sampling import TrainingPairs
 from tpsmm.training.trainer import ADAM_BETAS, training_dataset
 from tpsmm.training.visualizer import visualize_avd
@@ -146,9 +152,9 @@ class AVDStage:
         avd.eval()
         with torch.no_grad():
             kp_avd = avd({"fg_kp": kp_source}, {"fg_kp": kp_driving})["fg_kp"]
-            motion = self.model.dense_motion_network(source, {"fg_kp": kp_avd},
-                                                     {"fg_kp": kp_source})
-            prediction = self.model.inpainting_network(source, motion)["prediction"]
+            prediction = generate(self.model.dense_motion_network,
+                                  self.model.inpainting_network, source, kp_source,
+                                  kp_avd)["prediction"]
         avd.train()
         return visualize_avd(source, driving, kp_source, kp_driving, kp_avd, prediction)
 
@@ -206,10 +212,10 @@ def train_avd(options: AVDOptions) -> TrainResult:
         torch.set_num_threads(options.threads)
     ctx = setup_distributed(options.device)
     try:
-        start = open_run(options)
-        if start[1] is not None:
-            stage1, source = start[1], str(start[0])
-            resumed = stage1[TRAINING_KEY]
+        resume = find_resume_point(Path(options.out), options.resume)
+        if resume is not None:
+            stage1, source = resume.checkpoint, str(resume.path)
+            resumed = resume.training
             if resumed.get("stage") != "avd":
                 raise CheckpointError(f"{source}: a stage-1 checkpoint, not an AVD run; pass it "
                                       f"with --checkpoint to start AVD training")
@@ -236,7 +242,7 @@ def train_avd(options: AVDOptions) -> TrainResult:
             mode = "train mode (reference)" if kp_train_mode else "frozen, eval mode"
             print(f"train-avd: keypoint detector {mode}")
         pairs = TrainingPairs(dataset, schedule.num_repeats, seed)
-        return run_epochs(stage, pairs, schedule, config, options, ctx, seed, start, "train-avd")
+        return run_epochs(stage, pairs, schedule, config, options, ctx, seed, resume, "train-avd")
     finally:
         ctx.shutdown()
 

@@ -4,14 +4,14 @@ A *stage* (:class:`Stage`: stage 1 in :mod:`tpsmm.training.trainer`, the
 AVD stage in :mod:`tpsmm.training.avd`) owns its networks and optimizers
 and knows how to take one step. :func:`run_epochs` drives it: it walks the
 epochs and steps of the schedule, seeds every step with (seed, epoch,
-step, rank), logs every loss term, saves ``last.pth.tar`` at each epoch end,
-every ``checkpoint_minutes`` and when stopped (``max_steps``, SIGINT,
-SIGTERM), keeps numbered checkpoints, and saves a visualisation per epoch.
+step, rank), and has the run's files (:class:`RunDirectory`) log every loss
+term, save ``last.pth.tar`` at each epoch end, every ``checkpoint_minutes``
+and when stopped (``max_steps``, SIGINT, SIGTERM), keep numbered
+checkpoints, and save a visualisation per epoch.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -23,25 +23,15 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-import yaml
 
-from tpsmm.checkpoint import atomic_save
-from tpsmm.config import Config
+from tpsmm.config import Config, plain
 from tpsmm.errors import CheckpointError, ConfigError
 from tpsmm.model import TPSMM
-from tpsmm.training.checkpoints import (
-    LAST,
-    TRAINING_KEY,
-    numbered_name,
-    read_training_checkpoint,
-    resume_path,
-)
 from tpsmm.training.distributed import DistributedContext
-from tpsmm.training.logs import TrainingLog, progress_bar
+from tpsmm.training.logs import progress_bar
+from tpsmm.training.resume_state import ResumePoint
+from tpsmm.training.run_directory import RunDirectory
 from tpsmm.training.sampling import EpochSampler, TrainingPairs, make_loader, step_seed
-from tpsmm.training.visualizer import save_image
-
-CONFIG_FILE = "config.yaml"
 
 
 @dataclass
@@ -146,21 +136,6 @@ class Schedule:
     keep_every: int
 
 
-def plain(config: dict) -> dict:
-    """A config as plain dicts and lists (Config is a dict subclass yaml refuses)."""
-    return json.loads(json.dumps(config))
-
-
-def open_run(options: RunOptions) -> tuple[Path | None, dict[str, Any] | None]:
-    """The checkpoint to resume from (path and contents), or (None, None) for a new run."""
-    start_path = resume_path(Path(options.out), options.resume)
-    if start_path is None:
-        return None, None
-    # On the CPU: the random states must be CPU tensors; weights and optimizer
-    # states move to their parameters' device as they are loaded.
-    return start_path, read_training_checkpoint(start_path, "cpu")
-
-
 @contextmanager
 def _stop_requests() -> Iterator[list[bool]]:
     """Turn SIGINT/SIGTERM into a flag checked between steps (a second SIGINT aborts)."""
@@ -186,14 +161,13 @@ def _stop_requests() -> Iterator[list[bool]]:
 
 def run_epochs(stage: Stage, pairs: TrainingPairs, schedule: Schedule, config: Config,
                options: RunOptions, ctx: DistributedContext, seed: int,
-               start: tuple[Path | None, dict[str, Any] | None], name: str) -> TrainResult:
-    """Train ``stage`` on ``pairs`` through ``schedule``, resuming from ``start``.
+               resume: ResumePoint | None, name: str) -> TrainResult:
+    """Train ``stage`` on ``pairs`` through ``schedule``, continuing from ``resume``.
 
-    ``start`` is :func:`open_run`'s result; ``seed`` the run's seed (the
-    saved one when resuming); ``name`` prefixes the summary lines.
+    ``resume`` is :func:`~tpsmm.training.resume_state.find_resume_point`'s result (None for
+    a new run); ``seed`` the run's seed (the saved one when resuming); ``name`` prefixes the
+    summary lines.
     """
-    start_path, checkpoint = start
-    run_dir = Path(options.out)
     if schedule.batch_size % ctx.world_size:
         raise ConfigError(f"batch size {schedule.batch_size} does not split over "
                           f"{ctx.world_size} processes; use a multiple of {ctx.world_size}")
@@ -201,48 +175,43 @@ def run_epochs(stage: Stage, pairs: TrainingPairs, schedule: Schedule, config: C
                            ctx.world_size)
     epoch, step_in_epoch, global_step = 0, 0, 0
     sums: dict[str, float] = {}
-    if checkpoint is not None:
-        resumed = checkpoint[TRAINING_KEY]
-        if resumed["step_in_epoch"] and resumed["world_size"] != ctx.world_size:
+    if resume is not None:
+        saved = resume.training
+        if saved["step_in_epoch"] and saved["world_size"] != ctx.world_size:
             raise CheckpointError(
-                f"{start_path}: saved mid-epoch by {resumed['world_size']} process(es); resume "
+                f"{resume.path}: saved mid-epoch by {saved['world_size']} process(es); resume "
                 f"it with as many, or from a checkpoint saved at an epoch end"
             )
-        stage.load(checkpoint, str(start_path))
-        epoch, step_in_epoch = resumed["epoch"], resumed["step_in_epoch"]
-        global_step = resumed["global_step"]
-        sums = dict(resumed["epoch_sums"])
-    if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(plain(config), sort_keys=False))
-    log = TrainingLog(run_dir, ctx.is_main, global_step if checkpoint else None,
-                      options.tensorboard)
-    last_path = run_dir / LAST
-    last_save = time.monotonic()
+        stage.load(resume.checkpoint, str(resume.path))
+        epoch, step_in_epoch = saved["epoch"], saved["step_in_epoch"]
+        global_step = saved["global_step"]
+        sums = dict(saved["epoch_sums"])
     status = "finished"
     epoch_losses: dict[str, float] = {}
     say = ctx.is_main and not options.quiet
     if say:
-        where = (f"resuming {start_path} at epoch {epoch}, step {global_step}, "
-                 f"lr {stage.lr():g}" if checkpoint else "new run")
+        where = (f"resuming {resume.path} at epoch {epoch}, step {global_step}, "
+                 f"lr {stage.lr():g}" if resume else "new run")
         print(f"{name}: {where}; {len(pairs.dataset)} training items x {schedule.num_repeats} "
               f"repeats = {sampler.steps_per_epoch} steps/epoch of batch {schedule.batch_size}; "
-              f"{ctx.world_size} process(es) on {ctx.device} -> {run_dir}")
+              f"{ctx.world_size} process(es) on {ctx.device} -> {options.out}")
 
-    def save(path: Path, completed_epoch: int) -> None:
+    def state(last_completed_epoch: int) -> dict[str, Any]:
         training = {
             "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
             "seed": seed, "world_size": ctx.world_size, "epoch_sums": dict(sums),
             "config": plain(config),
         }
-        if ctx.is_main:
-            atomic_save(stage.state(completed_epoch, training), path)
+        return stage.state(last_completed_epoch, training)
 
     def should_stop() -> bool:
         steps_done = options.max_steps is not None and global_step >= options.max_steps
         return ctx.any(stop_flag[0] or steps_done)
 
-    with _stop_requests() as stop_flag:
+    with (RunDirectory(Path(options.out), ctx.is_main, global_step if resume else None,
+                       options.tensorboard) as run, _stop_requests() as stop_flag):
+        run.write_config(config)
+        last_save = time.monotonic()
         if epoch < schedule.num_epochs and should_stop():
             status = "max-steps"
         while epoch < schedule.num_epochs and status == "finished":
@@ -265,43 +234,42 @@ def run_epochs(stage: Stage, pairs: TrainingPairs, schedule: Schedule, config: C
                     sums[key] = sums.get(key, 0.0) + value
                 step_in_epoch += 1
                 global_step += 1
-                log.step(epoch, global_step, stage.lr(), step_losses,
-                         time.monotonic() - step_start)
+                run.log.step(epoch, global_step, stage.lr(), step_losses,
+                             time.monotonic() - step_start)
                 bar.update()
                 bar.set_postfix(loss=f"{sum(values):.4f}")
                 if step_in_epoch == sampler.steps_per_epoch:
                     break
                 if should_stop():
                     status = "interrupted" if stop_flag[0] else "max-steps"
-                    save(last_path, epoch - 1)
+                    run.save_checkpoint(state(epoch - 1))
                     break
                 minutes = options.checkpoint_minutes
                 if minutes is not None and time.monotonic() - last_save >= 60 * minutes:
-                    save(last_path, epoch - 1)
+                    run.save_checkpoint(state(epoch - 1))
                     last_save = time.monotonic()
             bar.close()
             if status != "finished":
                 break
             # The epoch is complete.
             epoch_losses = {k: v / sampler.steps_per_epoch for k, v in sums.items()}
-            log.epoch(epoch, global_step, epoch_losses, time.monotonic() - epoch_start)
-            if ctx.is_main and options.visualize and shown is not None:
-                save_image(stage.visualize(*shown), run_dir / "train-vis" / f"{epoch:08d}-rec.png")
+            run.log.epoch(epoch, global_step, epoch_losses, time.monotonic() - epoch_start)
+            if options.visualize and shown is not None and ctx.is_main:
+                run.save_visualisation(stage.visualize(*shown), epoch)
             shown = None
             stage.end_epoch()
-            finished = epoch
+            completed_epoch = epoch
             epoch, step_in_epoch, sums = epoch + 1, 0, {}
-            save(last_path, finished)
+            run.save_checkpoint(state(completed_epoch))
             last_save = time.monotonic()
-            if (finished + 1) % schedule.keep_every == 0 or epoch == schedule.num_epochs:
-                save(run_dir / numbered_name(finished), finished)
+            if (completed_epoch + 1) % schedule.keep_every == 0 or epoch == schedule.num_epochs:
+                run.save_checkpoint(state(completed_epoch), numbered_epoch=completed_epoch)
             if say:
                 terms = "; ".join(f"{k} {v:.4f}" for k, v in epoch_losses.items())
-                print(f"{name}: epoch {finished} done (step {global_step}): {terms}")
+                print(f"{name}: epoch {completed_epoch} done (step {global_step}): {terms}")
             if epoch < schedule.num_epochs and should_stop():
                 status = "interrupted" if stop_flag[0] else "max-steps"
-    log.close()
     # DDP syncs buffers at each forward pass; the last pass left them apart.
     ctx.broadcast_buffers(stage.model)
-    return TrainResult(run_dir, status, epoch, global_step, last_path, epoch_losses,
+    return TrainResult(Path(options.out), status, epoch, global_step, run.last, epoch_losses,
                        ctx.is_main, stage.model)

@@ -14,7 +14,7 @@ What differs is how it is run:
   resumed run replays exactly what an uninterrupted one would have done;
 - the state is saved atomically at every epoch end, every
   ``checkpoint_minutes`` and when a run stops early (``max_steps``, SIGINT,
-  SIGTERM), with everything resuming needs (:mod:`tpsmm.training.checkpoints`);
+  SIGTERM), with everything resuming needs (:mod:`tpsmm.training.resume_state`);
 - several processes train with DistributedDataParallel under ``torchrun``;
   ``batch_size`` is the global batch, split evenly over the processes, as
   the reference's DataParallel split it over GPUs;
@@ -30,11 +30,10 @@ What differs is how it is run:
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import warnings
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,25 +41,29 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from tpsmm.checkpoint import load_networks, read_checkpoint
-from tpsmm.config import Config, apply_override, load_config
+from tpsmm.checkpoint_file import load_networks, read_checkpoint
+from tpsmm.config import Config
 from tpsmm.data.dataset import FramesDataset
+from tpsmm.devices import PRECISIONS, autocast
 from tpsmm.errors import ConfigError
 from tpsmm.losses import GeneratorFullModel
 from tpsmm.model import TPSMM, trainable
 from tpsmm.networks import load_vgg19
 from tpsmm.networks.winograd import use_winograd, winograd_available
-from tpsmm.training.checkpoints import TRAINING_KEY, restore_rng_states, rng_states
 from tpsmm.training.distributed import DistributedContext, setup_distributed
 from tpsmm.training.loop import (
-    RunOptions,
     Schedule,
     TrainResult,
-    open_run,
-    plain,
     run_epochs,
 )
 from tpsmm.training.lr_schedule import load_step_schedule, step_schedule
+from tpsmm.training.resume_state import (
+    TRAINING_KEY,
+    find_resume_point,
+    restore_rng_states,
+    rng_states,
+)
+from tpsmm.training.run_config import TrainOptions, run_config
 from tpsmm.training.sampling import TrainingPairs
 from tpsmm.training.visualizer import visualize
 
@@ -73,94 +76,8 @@ CLIP_NORM = 10.0
 STAGE1_NETWORKS = ("inpainting_network", "dense_motion_network", "kp_detector")
 #: Networks whose 3x3 convolutions run through Winograd on the CPU (and the VGG-19).
 WINOGRAD_NETWORKS = ("inpainting_network", "dense_motion_network")
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: Samples shown in the per-epoch visualisation.
 VIS_ROWS = 6
-
-
-@dataclass
-class TrainOptions(RunOptions):
-    """What ``tpsmm train`` asks for, besides :class:`RunOptions`; None = as in the config.
-
-    Attributes:
-        config: bundled config name, YAML path or dict. May be None when
-            resuming: the run's own config is used then.
-        data: the dataset folder; None uses ``dataset_params.root_dir``.
-        init: a checkpoint whose networks initialise a new run (fine-tuning).
-        image_size: train at this resolution; frames are resized to it.
-        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` autocast.
-        channels_last: NHWC memory format for networks and batches.
-        vgg_weights: VGG-19 weights of the perceptual loss: ``"imagenet"``, a
-            path or ``"random"`` (overrides ``train_params.perceptual_weights``).
-        sync_bn: SyncBatchNorm in the ResNets when distributed on GPUs.
-        winograd: Winograd 3x3 convolutions where they apply (CPU, fp32,
-            channels-first); False keeps torch's direct convolutions.
-        overrides: ``"section.key=VALUE"`` assignments applied to a new run's
-            config first, so the dedicated options (``epochs``, ...) win
-            (see :func:`apply_override`).
-    """
-
-    config: str | os.PathLike | dict | None = None
-    data: str | os.PathLike | None = None
-    init: str | os.PathLike | None = None
-    image_size: int | None = None
-    precision: str = "fp32"
-    channels_last: bool = False
-    vgg_weights: str | None = None
-    sync_bn: bool = False
-    winograd: bool = True
-    overrides: list[str] = field(default_factory=list)
-
-
-def _resolve_config(options: TrainOptions, saved: dict | None) -> Config:
-    """The run's config: the saved one when resuming, else the given one, plus overrides."""
-    if saved is not None:
-        data = copy.deepcopy(saved)
-        params = data["train_params"]
-        fixed = {"batch_size": options.batch_size, "num_repeats": options.num_repeats}
-        for key, value in fixed.items():
-            if value is not None and value != params[key]:
-                raise ConfigError(
-                    f"cannot change {key} when resuming (the run uses {params[key]}); "
-                    f"start a new run to train with {value}"
-                )
-        if options.image_size is not None and options.image_size != data.get("image_size"):
-            raise ConfigError("cannot change the image size when resuming a run")
-        if options.overrides:
-            # The saved config is what the run trained with; a resumed run replays it.
-            raise ConfigError("cannot --set config values when resuming; start a new run "
-                              "(--init the checkpoint to fine-tune it)")
-    else:
-        if options.config is None:
-            raise ConfigError("--config is needed to start a new run")
-        data = plain(load_config(options.config))
-        for assignment in options.overrides:
-            apply_override(data, assignment)
-        params = data.setdefault("train_params", {})
-        for key, value in (("batch_size", options.batch_size),
-                           ("num_repeats", options.num_repeats)):
-            if value is not None:
-                params[key] = value
-        size = options.image_size or load_config(data).image_size
-        data["image_size"] = size
-        if options.image_size is not None:
-            data.setdefault("dataset_params", {})["frame_shape"] = [size, size, 3]
-        if options.vgg_weights is None and params.get("perceptual_weights") is None:
-            params["perceptual_weights"] = "imagenet"
-    params = data["train_params"]
-    if options.vgg_weights is not None:
-        params["perceptual_weights"] = str(options.vgg_weights)
-    if options.epochs is not None:
-        params["num_epochs"] = options.epochs
-    if options.epoch_milestones is not None:
-        params["epoch_milestones"] = list(options.epoch_milestones)
-    if options.workers is not None:
-        params["dataloader_workers"] = options.workers
-    if options.data is not None:
-        data.setdefault("dataset_params", {})["root_dir"] = str(options.data)
-    config = load_config(data)
-    config.train_params  # noqa: B018 (raises ConfigError naming any missing key)
-    return config
 
 
 def training_dataset(config: Config) -> FramesDataset:
@@ -254,9 +171,8 @@ class Stage1:
                                                  betas=ADAM_BETAS, weight_decay=WEIGHT_DECAY,
                                                  **fused)
             self.scheduler_bg = step_schedule(self.optimizer_bg, self.params["epoch_milestones"])
-        dtype = PRECISIONS[precision]
-        self.autocast_dtype = dtype
-        self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=dtype is torch.float16)
+        self.precision = precision
+        self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=precision == "fp16")
         # Clipped network by network, as the reference does (with the inf-norm
         # that differs from clipping them together).
         self.clipped = [list(getattr(self.model, name).parameters())
@@ -283,8 +199,7 @@ class Stage1:
         device = self.ctx.device
         x = {key: batch[key].to(device, non_blocking=True)
              .contiguous(memory_format=self.memory_format) for key in ("source", "driving")}
-        with torch.autocast(device.type, dtype=self.autocast_dtype or torch.float32,
-                            enabled=self.autocast_dtype is not None):
+        with autocast(device, self.precision):
             losses, generated = self.full_model(epoch)(x, epoch)
         # .mean() as the reference (one value per DataParallel replica there).
         loss = sum(value.mean() for value in losses.values())
@@ -384,11 +299,10 @@ def train(options: TrainOptions) -> TrainResult:
         torch.set_num_threads(options.threads)
     ctx = setup_distributed(options.device)
     try:
-        start = open_run(options)
-        resumed = start[1][TRAINING_KEY] if start[1] else None
-        config = _resolve_config(options, resumed["config"] if resumed else None)
+        resume = find_resume_point(Path(options.out), options.resume)
+        config = run_config(options, resume.training["config"] if resume else None)
         params = config.train_params
-        seed = resumed["seed"] if resumed else options.seed
+        seed = resume.training["seed"] if resume else options.seed
         dataset = training_dataset(config)
         _check_frame_size(dataset, config)
         stage = Stage1(config, ctx, seed, options.precision, options.channels_last,
@@ -400,10 +314,10 @@ def train(options: TrainOptions) -> TrainResult:
             or params["num_epochs"],
         )
         if ctx.is_main and not options.quiet:
-            if resumed and options.config is not None:
+            if resume and options.config is not None:
                 print("train: resuming with the run's own config.yaml; --config is ignored")
             print(f"train: VGG-19 of the perceptual loss: {params['perceptual_weights']}")
         pairs = TrainingPairs(dataset, schedule.num_repeats, seed)
-        return run_epochs(stage, pairs, schedule, config, options, ctx, seed, start, "train")
+        return run_epochs(stage, pairs, schedule, config, options, ctx, seed, resume, "train")
     finally:
         ctx.shutdown()

@@ -155,13 +155,13 @@ def render_video(
         :class:`Video` with frames (T, size, size, 3) uint8, keypoints (T, M, 2) float32
         pixel (x, y) and visible (T, M) bool.
     """
-    character, background, joints = clip_scene(seed, size, num_frames, identity, clip)
+    figure, background, joints = clip_scene(seed, size, num_frames, identity, clip)
     frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
     visible = np.zeros((num_frames, len(MARKER_NAMES)), dtype=bool)
     for t in range(num_frames):
         canvas = Canvas(render_background(background, joints, t, size))
         if character:
-            draw_character(canvas, character, joints, t)
+            draw_character(canvas, figure, joints, t)
             visible[t] = canvas.visible_fractions(len(MARKER_NAMES)) >= VISIBLE_FRACTION
         frames[t] = np.rint(np.clip(canvas.image, 0.0, 1.0) * 255.0)
     names = ["nose" if name == "head" else name for name in MARKER_NAMES]

@@ -1,4 +1,6 @@
-"""Checkpoint files of a run directory, and what resuming needs besides weights.
+"""What a training run saves to resume exactly, beside the weights, and where in its folder.
+
+The weights themselves are in the reference format (:mod:`tpsmm.checkpoint_file`).
 
 A run directory holds:
 
@@ -22,12 +24,13 @@ rename): a killed run loses at most the work since the last save.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from tpsmm.checkpoint import read_checkpoint
+from tpsmm.checkpoint_file import read_checkpoint
 from tpsmm.errors import CheckpointError
 
 LAST = "last.pth.tar"
@@ -90,3 +93,32 @@ def read_training_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str,
             f"with --init (tpsmm train) or --checkpoint (tpsmm train-avd)"
         )
     return checkpoint
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """The checkpoint a run continues from.
+
+    Attributes:
+        path: its file.
+        checkpoint: its contents (on the CPU), with the resume state under ``"training"``.
+    """
+
+    path: Path
+    checkpoint: dict[str, Any]
+
+    @property
+    def training(self) -> dict[str, Any]:
+        """The resume state: epoch, step, seed, config, schedulers, random states..."""
+        return self.checkpoint[TRAINING_KEY]
+
+
+def find_resume_point(out: Path, resume: str | None) -> ResumePoint | None:
+    """The checkpoint ``--resume`` names in the run folder ``out``, read, or None for a new
+    run (see :func:`resume_path`)."""
+    path = resume_path(out, resume)
+    if path is None:
+        return None
+    # On the CPU: the random states must be CPU tensors; weights and optimizer states move
+    # to their parameters' device as they are loaded.
+    return ResumePoint(path, read_training_checkpoint(path, "cpu"))

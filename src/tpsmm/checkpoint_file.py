@@ -1,4 +1,6 @@
-"""Reading and writing checkpoints in the reference's ``.pth.tar`` format.
+"""Checkpoint files in the reference's ``.pth.tar`` format: the model's weights on disk.
+
+What a training run adds to them to resume exactly is :mod:`tpsmm.training.resume_state`.
 
 A checkpoint is a flat dict: one state dict per network under its name
 (``kp_detector``, ``dense_motion_network``, ``inpainting_network``,
