@@ -324,7 +324,7 @@ class Animator:
         """
         landmarks = FaceLandmarks.load(self.device)
         source_landmarks = landmarks(to_uint8(source.image)[0]) if landmarks else None
-        best = (np.inf, 0, None)
+        best_distance, best_index, kp_reference = np.inf, 0, None
         start = 0
         with _progress_bar(reader, "find best frame", progress) as bar:
             for batch in _read_ahead(reader.iter_batches(self.batch_size)):
@@ -335,15 +335,15 @@ class Animator:
                 else:
                     distances = keypoint_distances(source.kp, kp)
                 index = int(np.argmin(distances))
-                if distances[index] < best[0]:
-                    best = (distances[index], start + index, kp[index : index + 1])
+                if distances[index] < best_distance:
+                    best_distance, best_index = distances[index], start + index
+                    kp_reference = kp[index : index + 1]
                 start += len(batch)
                 bar.update(len(batch))
-        _, index, kp_reference = best
         if kp_reference is None:  # no frame had a face: fall back to the first frame
             kp_reference = self._keypoints(self._fit(to_tensor(reader.read([0])), fit_mode))
         method = "keypoints" if source_landmarks is None else "face landmarks"
-        return index, kp_reference, method
+        return best_index, kp_reference, method
 
     # ----------------------------------------------------------------------- helpers
 

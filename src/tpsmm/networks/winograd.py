@@ -1,40 +1,34 @@
 """3x3 convolutions through Winograd's minimal filtering on the CPU, for training and inference.
 
-Almost every convolution of TPSMM is 3x3, stride 1, padding 1: the inpainting network's
-residual, down and up blocks, the dense motion hourglass, most of the ResNet-18s and all
-of the perceptual loss's VGG-19. oneDNN computes them directly on CPUs without AVX-512;
-Winograd's algorithms need several times fewer multiplications. Two are used:
+What: almost every convolution of TPSMM is 3x3, stride 1, padding 1 (the inpainting
+network's residual, down and up blocks, the dense motion hourglass, most of the ResNet-18s,
+all of the perceptual loss's VGG-19). :class:`WinogradConv2d` computes such a layer's
+forward pass, input gradient and weight gradient with Winograd's algorithms instead of
+oneDNN's direct convolution.
 
-- NNPACK's F(6x6, 3x3), for maps of at least :data:`MIN_PIXELS`. Samples go through it one
-  at a time: given a batch, it switches to an algorithm that is slower than oneDNN here. It
-  transforms the whole kernel on every call, which only pays off over enough output tiles:
-  ``python benchmarks/winograd_layers.py`` (2 AVX2 cores, batch 2) measured 1.6-1.9x
-  oneDNN's speed at 32x32 and 2.0-3.2x from 64x64 up, but 0.8-0.9x at 16x16 and 0.1-0.3x at
-  8x8 and below.
-- For smaller maps, F(4x4, 3x3) written with torch's matrix products (:func:`f4_conv3x3`):
-  the whole batch at once, each transform one product over all tiles, and the kernel
-  transform cached for frozen layers (the VGG-19). At batch 8, with the kernel already
-  transformed, it measured 1.46-2.29x oneDNN on the VGG-19's 256- and 512-channel layers at
-  16x16 to 4x4 of 64x64 training, forward, and 1.19-1.89x for the input gradient from 8x8
-  up. With 128 channels the layer gains (16x16: 1.57x / 1.42x on a quiet machine; 8x8:
-  1.43x / 0.94x) but a whole 64x64 training step barely does (1.01x, alternating steps on
-  the same quiet machine: ``benchmarks/weight_grad_step.py --f4-min-channels 128``), so
-  :data:`F4_MIN_CHANNELS` stays at 256.
+Why: oneDNN has no Winograd kernels for CPUs without AVX-512, and Winograd needs several
+times fewer multiplications. Each algorithm only pays off where its fixed costs are shared
+by enough output tiles, hence the thresholds (each was measured; the figures are in
+``benchmarks/README.md``, from ``benchmarks/winograd_layers.py`` and
+``benchmarks/weight_grad_step.py``):
 
-The gradient with respect to the input is, for stride 1 and padding 1, the same
-convolution with the kernel rotated by 180 degrees and its channel axes swapped
-(:func:`adjoint_kernel`), so it runs through NNPACK too; through F(4x4, 3x3) it is the
-transpose of each step (:func:`f4_conv3x3_input_grad`), with the same transformed kernel.
-The gradient with respect to the weights, which torch computes only directly, goes through
-F(4x4, 3x3) as well (:func:`f4_conv3x3_weight_grad`) for trained layers of at least 128
-channels in and out (or 64 on one side, on maps up to 128x128) with at least 32 output
-tiles over the batch, whichever algorithm ran their forward pass: 1.22-2.60x oneDNN's on
-such layers of 64x64 and 256x256 training.
+- maps of at least :data:`MIN_PIXELS`: NNPACK's F(6x6, 3x3), one sample at a time (given a
+  batch, NNPACK switches to a slower algorithm). It transforms the whole kernel on every
+  call, which smaller maps do not repay.
+- smaller maps with :data:`F4_MIN_CHANNELS` channels: F(4x4, 3x3) written with torch's
+  matrix products (:func:`f4_conv3x3`), the whole batch at once, the kernel transform
+  cached for frozen layers (the VGG-19).
+- the input gradient is, for stride 1 and padding 1, the same convolution with the kernel
+  rotated by 180 degrees and its channel axes swapped (:func:`adjoint_kernel`), so it takes
+  the same paths (through F(4x4, 3x3), the transpose of each step:
+  :func:`f4_conv3x3_input_grad`).
+- the weight gradient, which torch computes only directly, goes through F(4x4, 3x3)
+  (:func:`f4_conv3x3_weight_grad`) for trained layers wide enough and with enough output
+  tiles (:func:`f4_weight_grad_fits`), whichever algorithm ran their forward pass.
 
-Winograd rounds differently from direct convolution (the benchmark prints the largest
-difference relative to the largest output: 0.6-2e-5 in fp32), as between any two
-convolution algorithms; the golden losses and gradient norms hold within their
-tolerances with it (tests/test_golden.py).
+Winograd rounds differently from direct convolution (about 1e-5 of the largest output in
+fp32), as any two convolution algorithms do; the golden losses and gradient norms hold
+within their tolerances with it (tests/test_golden.py).
 """
 
 from __future__ import annotations

@@ -93,8 +93,7 @@ class AVDStage:
     def __init__(self, config: Config, stage1: dict[str, Any], source: str,
                  ctx: DistributedContext | None = None, seed: int = 0,
                  kp_train_mode: bool = False):
-        if ctx is None:
-            ctx = DistributedContext(0, 0, 1, torch.device("cpu"))
+        ctx = ctx or DistributedContext.single_cpu()
         self.config = config
         self.ctx = ctx
         self.params = config["train_avd_params"]

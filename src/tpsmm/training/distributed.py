@@ -33,6 +33,11 @@ class DistributedContext:
     world_size: int
     device: torch.device
 
+    @classmethod
+    def single_cpu(cls) -> DistributedContext:
+        """One process on the CPU: what a stage built outside ``torchrun`` runs in."""
+        return cls(0, 0, 1, torch.device("cpu"))
+
     @property
     def is_main(self) -> bool:
         return self.rank == 0

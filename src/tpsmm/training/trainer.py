@@ -122,8 +122,7 @@ class Stage1:
                  precision: str = "fp32", channels_last: bool = False,
                  init: str | os.PathLike | None = None, sync_bn: bool = False,
                  winograd: bool = True):
-        if ctx is None:
-            ctx = DistributedContext(0, 0, 1, torch.device("cpu"))
+        ctx = ctx or DistributedContext.single_cpu()
         self.config = config
         self.ctx = ctx
         self.params = config.train_params
