@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 import tracemalloc
 import wave
 from fractions import Fraction
@@ -385,6 +386,60 @@ def test_truncated_video_names_the_frame_and_leaves_no_output(fast_files, inputs
     assert "cut.mp4: decoding failed at frame " in line
     assert "nothing was written to" in line and "out.mp4" in line
     _nothing_left(tmp_path, {"source.png", "driving", "cut.mp4"})
+
+
+class _DecoderDeath(BaseException):
+    """Not an ``Exception``: what a decoder thread may die of beyond ordinary errors."""
+
+
+class _ClosingFails:
+    """Batches whose ``close()`` raises, as a decoder that fails to shut down."""
+
+    def __init__(self, batches) -> None:
+        self._batches = batches
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._batches)
+
+    def close(self) -> None:
+        raise _DecoderDeath("closing the decoder failed")
+
+
+def _dying_reader(path: Path, how: str):
+    """The reader of ``path`` with a decoder that dies after its first batch (``how``: a
+    BaseException or an unexpected Exception), or whose ``close()`` raises at the end."""
+    reader = open_video(path)
+    real = reader.iter_batches
+
+    def dying(batch_size: int):
+        batches = real(batch_size)
+        yield next(batches)
+        if how == "base-exception":
+            raise _DecoderDeath("the decoder was killed")
+        raise RuntimeError("libav: internal error")
+
+    reader.iter_batches = (lambda size: _ClosingFails(real(size))) if how == "close" else dying
+    return reader
+
+
+@pytest.mark.parametrize("how", ["base-exception", "exception", "close"])
+def test_a_decoder_that_dies_mid_video_ends_the_command_in_one_line(
+        how, fast_files, tmp_path, capsys, monkeypatch):
+    """The decoder runs on a thread; however it dies, the command stops within seconds with
+    one line and no output (the main loop once waited forever for a BaseException)."""
+    source = _save_png(tmp_path / "source.png", _moving_frames(1, seed=1)[0])
+    driving = _frame_dir(tmp_path / "driving", _moving_frames(12))
+    monkeypatch.setattr("tpsmm.commands.animate.open_video",
+                        lambda path: _dying_reader(Path(path), how))
+    started = time.monotonic()
+    assert _cli(fast_files, source, driving, tmp_path / "out.mp4", "--batch-size", "4") == 2
+    assert time.monotonic() - started < 30
+    line = _error_line(capsys)
+    assert "driving: decoding failed" in line and "nothing was written to" in line
+    _nothing_left(tmp_path, {"source.png", "driving"})
 
 
 def test_unreadable_video(fast_files, inputs, tmp_path, capsys):

@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from tpsmm import TPSMM, load_config
+from tpsmm.cli import main
 from tpsmm.config import apply_override
 from tpsmm.errors import CheckpointError, ConfigError
 from tpsmm.networks import vgg as vgg_module
@@ -31,6 +32,27 @@ def test_missing_required_key(tmp_path):
     expected = r"short\.yaml: missing required key 'model_params\.generator_params'"
     with pytest.raises(ConfigError, match=expected):
         load_config(path)
+
+
+@pytest.mark.parametrize("section", [
+    "dataset_params", "model_params.kp_detector_params", "model_params.common_params",
+    "model_params.dense_motion_params", "train_params.loss_weights",
+    "model_params.common_params.num_tps",
+])
+def test_empty_config_sections_are_refused_naming_key_and_file(tmp_path, section):
+    """A section or required value left empty in the YAML reads as null; it used to pass the
+    schema and crash later (AttributeError in image_size, TypeError building networks)."""
+    data = yaml.safe_load(resources.files("tpsmm").joinpath("configs/vox-256.yaml").read_text())
+    *parents, last = section.split(".")
+    holder = data
+    for part in parents:
+        holder = holder[part]
+    holder[last] = None
+    path = tmp_path / "empty.yaml"
+    path.write_text(yaml.safe_dump(data))
+    key = section.replace(".", r"\.")
+    with pytest.raises(ConfigError, match=rf"empty\.yaml: .*'{key}' (is empty|has no value)"):
+        TPSMM.from_config(path)
 
 
 def test_bad_yaml_and_missing_file(tmp_path):
@@ -167,3 +189,13 @@ def test_vgg_loads_torchvision_format_strictly(tmp_path):
     torch.save(full, path)
     with pytest.raises(ConfigError, match="not a torchvision VGG-19 state dict"):
         load_vgg19(path)
+
+
+@pytest.mark.parametrize("command", [["demo"], ["train", "--config", "vox-256", "--out", "x"]])
+def test_a_device_that_does_not_exist_is_one_line(command, tmp_path, monkeypatch, capsys):
+    """``--device gpu`` ended in torch's traceback."""
+    monkeypatch.chdir(tmp_path)
+    assert main([*command, "--device", "gpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "device 'gpu': not a device" in err[0], err
+    assert list(tmp_path.iterdir()) == []

@@ -109,3 +109,57 @@ def test_cli_with_a_checkpoint_and_a_baseline(root: Path, tmp_path: Path,
     assert json.loads((tmp_path / "copy" / "results.json").read_text())["method"] == "copy-source"
     assert main(["reconstruct", "--checkpoint", str(checkpoint), "--data", str(root)]) == 2
     assert "pass --config" in capsys.readouterr().err
+
+
+def _tiny_model_files(tmp_path: Path) -> tuple[Path, Path]:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config()))
+    checkpoint = tmp_path / "model.pth.tar"
+    TPSMM(load_config(config)).save_checkpoint(checkpoint, epoch=0)
+    return config, checkpoint
+
+
+def _one_error_line(capsys: pytest.CaptureFixture) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tpsmm reconstruct: error: "), err
+    return err[0]
+
+
+def test_a_video_that_breaks_midway_leaves_no_video(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    """--save-video once committed the mp4 of a video that failed after some frames, under
+    its final name as if complete."""
+    data = tmp_path / "data"
+    generate_dataset(data, 2, size=64, num_frames=6, clips_per_identity=1, test_fraction=0.5)
+    [video] = [p for p in (data / "test").iterdir() if p.is_dir()]
+    (video / "000004.png").write_bytes(b"not a png any more")
+    config, checkpoint = _tiny_model_files(tmp_path)
+    out = tmp_path / "out"
+    assert main(["reconstruct", "--checkpoint", str(checkpoint), "--config", str(config),
+                 "--data", str(data), "--out", str(out), "--save-video", "--batch-size", "2",
+                 "-q"]) == 2
+    assert "000004.png: not an image" in _one_error_line(capsys)
+    assert not (out / "mp4").exists() or not any((out / "mp4").iterdir())
+
+
+@pytest.mark.parametrize(("device", "message"), [
+    ("gpu", "device 'gpu': not a device"),
+    pytest.param("cuda", "device cuda: not available on this machine",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has CUDA")),
+])
+def test_devices_are_checked_before_the_checkpoint(root: Path, tmp_path: Path, device: str,
+                                                   message: str,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    """A missing CUDA was reported as "cannot read checkpoint"; "gpu" was a traceback."""
+    config, checkpoint = _tiny_model_files(tmp_path)
+    assert main(["reconstruct", "--checkpoint", str(checkpoint), "--config", str(config),
+                 "--data", str(root), "--device", device, "-q"]) == 2
+    assert message in _one_error_line(capsys)
+
+
+def test_an_unwritable_out_is_one_line_before_any_work(root: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    assert main(["reconstruct", "--baseline", "copy-source", "--data", str(root),
+                 "--out", str(tmp_path / "blocker" / "out"), "-q"]) == 2
+    assert "blocker/out: cannot write" in _one_error_line(capsys)

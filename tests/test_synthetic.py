@@ -151,6 +151,30 @@ def test_generate_dataset_layout(tmp_path):
         generate_dataset(root / "synthetic.json" / "x", 1, size=32, num_frames=2)
 
 
+def test_overwrite_deletes_only_a_dataset_synth_wrote(tmp_path):
+    """--overwrite once deleted ROOT/train and ROOT/test of any folder, a user's own data
+    included; now only a folder with synth's marker, even one a killed run left."""
+    own = tmp_path / "own"
+    (own / "train" / "my-video").mkdir(parents=True)
+    (own / "train" / "my-video" / "000.png").write_bytes(b"precious")
+    (own / "test").mkdir()
+    with pytest.raises(OutputError, match=r"own: not a dataset written by tpsmm synth"):
+        generate_dataset(own, 1, size=32, num_frames=2, overwrite=True)
+    assert (own / "train" / "my-video" / "000.png").read_bytes() == b"precious"
+
+    interrupted = tmp_path / "interrupted"
+
+    def stop(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        generate_dataset(interrupted, 3, size=32, num_frames=2, progress=stop)
+    assert json.loads((interrupted / "synthetic.json").read_text())["complete"] is False
+    generate_dataset(interrupted, 1, size=32, num_frames=2, overwrite=True)
+    assert json.loads((interrupted / "synthetic.json").read_text())["complete"] is True
+    assert len(list((interrupted / "train").iterdir())) == 2  # one clip folder + its npz
+
+
 @pytest.mark.slow  # starting worker processes takes seconds
 def test_workers_write_identical_files(tmp_path):
     for name, workers in (("one", 1), ("two", 2)):

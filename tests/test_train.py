@@ -65,6 +65,20 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def test_no_vgg_is_loaded_when_the_perceptual_loss_is_off(tmp_path: Path) -> None:
+    """An ablation without the perceptual loss needs no VGG-19 file (it used to demand one,
+    which fails offline)."""
+    loss_weights = {"perceptual": [0, 0, 0, 0, 0], "equivariance_value": 10, "warp_loss": 10,
+                    "bg": 10}
+    config = load_config(tiny_config(loss_weights=loss_weights,
+                                     perceptual_weights=str(tmp_path / "absent-vgg19.pth")))
+    stage = Stage1(config)
+    assert stage.vgg is None
+    batch = {key: torch.rand(1, 3, 64, 64) for key in ("source", "driving")}
+    losses, _ = stage.step(batch, epoch=1)
+    assert "perceptual" not in losses and set(losses) == {"equivariance_value", "warp_loss", "bg"}
+
+
 def options(out: Path, root: Path, **changes) -> TrainOptions:
     values = {"out": out, "config": tiny_config(), "data": root, "quiet": True,
               "tensorboard": False, "checkpoint_minutes": None}
@@ -250,6 +264,10 @@ def test_set_changes_a_new_runs_config_and_is_refused_on_resume(synthetic_root: 
     with pytest.raises(ConfigError, match="cannot --set config values when resuming"):
         train(options(run, synthetic_root, config=None, resume="last",
                       overrides=["train_params.loss_weights.pixel=0"]))
+    # --vgg-weights was applied to a resumed run silently, which broke its exact replay.
+    with pytest.raises(ConfigError, match="cannot change --vgg-weights when resuming"):
+        train(options(run, synthetic_root, config=None, resume="last",
+                      vgg_weights=str(tmp_path / "other-vgg.pth")))
 
 
 def test_resumed_run_replays_the_uninterrupted_run(synthetic_root: Path, tmp_path: Path) -> None:

@@ -113,7 +113,7 @@ class Config(dict):
         params = self.get("train_params")
         if params is None:
             raise ConfigError(f"{self.source}: no train_params section (needed to train)")
-        missing = [key for key in TRAIN_REQUIRED if key not in params]
+        missing = [key for key in TRAIN_REQUIRED if params.get(key) is None]
         if missing:
             raise ConfigError(f"{self.source}: train_params misses {', '.join(missing)}")
         return params
@@ -130,14 +130,20 @@ def _check(data: dict, schema: dict, path: str, source: str) -> None:
         where = f"{path}.{key}" if path else str(key)
         if key not in schema:
             raise ConfigError(f"{source}: unknown key '{where}'")
-        if schema[key] is not None and value is not None:
+        if schema[key] is not None:
+            # An empty section ("dataset_params:" with nothing under it) reads as null.
+            if value is None:
+                raise ConfigError(f"{source}: section '{where}' is empty; give its keys or "
+                                  "remove the line")
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: '{where}' must be a section of keys")
             _check(value, schema[key], where, source)
     for key in REQUIRED.get(path, []):
+        where = f"{path}.{key}" if path else key
         if key not in data:
-            where = f"{path}.{key}" if path else key
             raise ConfigError(f"{source}: missing required key '{where}'")
+        if data[key] is None:
+            raise ConfigError(f"{source}: required key '{where}' has no value")
 
 
 def load_config(config: str | os.PathLike | dict) -> Config:

@@ -21,10 +21,15 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """``auto`` is CUDA if there is a GPU, else Apple's MPS if present, else the CPU.
 
     Raises:
-        TPSMMError: a CUDA or MPS device was asked for but this machine has none.
+        TPSMMError: not a device name (``gpu``), or a CUDA or MPS device was asked for but
+            this machine has none.
     """
     if str(device) != "auto":
-        device = torch.device(device)
+        try:
+            device = torch.device(device)
+        except RuntimeError:
+            raise TPSMMError(f"device {device!r}: not a device; use auto, cpu, cuda, cuda:N "
+                             "or mps") from None
         available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
         if device.type in available and not available[device.type]():
             raise TPSMMError(f"device {device}: not available on this machine (or in this "

@@ -122,7 +122,8 @@ class GeneratorFullModel(nn.Module):
 
     def __init__(self, kp_detector: KPDetector, bg_predictor: BGMotionPredictor | None,
                  dense_motion_network: DenseMotionNetwork,
-                 inpainting_network: InpaintingNetwork, train_params: dict, vgg: Vgg19):
+                 inpainting_network: InpaintingNetwork, train_params: dict,
+                 vgg: Vgg19 | None):
         super().__init__()
         self.kp_detector = kp_detector
         self.bg_predictor = bg_predictor

@@ -305,7 +305,7 @@ class Animator:
         ``kp_reference``, or from the first frame when None."""
         motion = None
         with _progress_bar(reader, "animate", progress) as bar:
-            for batch in _read_ahead(reader.iter_batches(self.batch_size)):
+            for batch in _read_ahead(reader, self.batch_size):
                 kp_driving = self._keypoints(self._fit(to_tensor(batch), fit_mode))
                 if motion is None:
                     first = kp_driving[:1] if kp_reference is None else kp_reference
@@ -327,7 +327,7 @@ class Animator:
         best_distance, best_index, kp_reference = np.inf, 0, None
         start = 0
         with _progress_bar(reader, "find best frame", progress) as bar:
-            for batch in _read_ahead(reader.iter_batches(self.batch_size)):
+            for batch in _read_ahead(reader, self.batch_size):
                 frames = self._fit(to_tensor(batch), fit_mode)
                 kp = self._keypoints(frames)
                 if source_landmarks is not None:
@@ -383,13 +383,17 @@ def _image_batch(image: ImageInput) -> torch.Tensor:
     return to_tensor(load_image(image)[None])
 
 
-def _read_ahead(batches: Iterator[np.ndarray], depth: int = 2) -> Iterator[np.ndarray]:
-    """Yield ``batches``, decoded up to ``depth`` batches ahead on a background thread.
+def _read_ahead(reader: VideoReader, batch_size: int, depth: int = 2) -> Iterator[np.ndarray]:
+    """Yield ``reader``'s batches, decoded up to ``depth`` batches ahead on a background thread.
 
     FFmpeg and Pillow decode without holding the GIL, so the next batch is being decoded
     while the model works on this one (which matters on GPUs, where the model is fast).
-    An error of the reader is raised here after the batches before it, as without the
-    thread. Stopping early (an error downstream) stops the thread at its next batch.
+
+    Whatever ends the decoding thread reaches the consumer, after the batches before it: the
+    end of the video, or an error of any kind (also one that is not an ``Exception``, or one
+    raised when the decoder is closed), re-raised here as an :class:`InputError` naming the
+    file. If the thread vanishes without a word the consumer does not wait for it. Stopping
+    early (an error downstream) stops the thread at its next batch.
     """
     ready: queue.Queue = queue.Queue(maxsize=depth)
     stopped = threading.Event()
@@ -405,27 +409,44 @@ def _read_ahead(batches: Iterator[np.ndarray], depth: int = 2) -> Iterator[np.nd
         return False
 
     def decode() -> None:
+        outcome: object = end
+        batches = reader.iter_batches(batch_size)
         try:
             for batch in batches:
                 if not put(batch):
                     return
-        except Exception as error:  # handed over to be raised by the consumer
-            put(error)
-            return
+        except BaseException as error:  # handed to the consumer, whatever it is
+            outcome = error
         finally:
-            batches.close()
-        put(end)
+            try:
+                batches.close()
+            except BaseException as error:  # closing failed: that is the outcome then
+                outcome = error if outcome is end else outcome
+            put(outcome)
 
     thread = threading.Thread(target=decode, name="tpsmm-decode", daemon=True)
     thread.start()
     try:
-        while (item := ready.get()) is not end:
-            if isinstance(item, Exception):
+        while True:
+            try:
+                item = ready.get(timeout=0.2)
+            except queue.Empty:
+                if thread.is_alive() or not ready.empty():
+                    continue
+                raise InputError(f"{reader.path}: the decoder stopped without a result") from None
+            if item is end:
+                return
+            if isinstance(item, InputError):
                 raise item
+            if isinstance(item, BaseException):
+                reason = " ".join(str(item).split()) or "no message"
+                raise InputError(f"{reader.path}: decoding failed ({type(item).__name__}: "
+                                 f"{reason})") from item
             yield item
     finally:
         stopped.set()
-        thread.join()
+        # A decoder stuck inside FFmpeg must not hold the program: the thread is a daemon.
+        thread.join(timeout=5)
 
 
 def _progress_bar(reader: VideoReader, description: str, enabled: bool) -> tqdm:

@@ -13,6 +13,7 @@ from tpsmm.checkpoint_file import read_checkpoint
 from tpsmm.commands.arguments import positive_int
 from tpsmm.config import load_config
 from tpsmm.data.dataset import FramesDataset
+from tpsmm.devices import resolve_device
 from tpsmm.errors import ConfigError
 from tpsmm.evaluation.extractors import build_extractors
 from tpsmm.evaluation.reconstruction import (
@@ -57,8 +58,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-png", action="store_true", help="do not write the PNG strips")
     p.add_argument("--no-bg", action="store_true",
                    help="ignore the checkpoint's background predictor")
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if "
-                   "available)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N or mps (default: "
+                   "auto, a GPU if there is one)")
     p.add_argument("--threads", type=positive_int, help="torch CPU threads")
     p.add_argument("-q", "--quiet", action="store_true", help="only the summary")
     p.set_defaults(func=run)
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if (args.checkpoint is None) == (args.baseline is None):
         raise ConfigError("give --checkpoint (a trained model) or --baseline, not both")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(resolve_device(args.device or "auto"))
     model = _load_model(args, device) if args.checkpoint else None
     frame_shape = None
     if model is not None:

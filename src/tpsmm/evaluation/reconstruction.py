@@ -18,7 +18,9 @@ writes what the user asked to keep (strips, side-by-side videos, JSON).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,7 +32,7 @@ from PIL import Image
 from tpsmm.data.dataset import FramesDataset
 from tpsmm.data.images import to_uint8
 from tpsmm.data.video import VideoWriter, open_writer
-from tpsmm.errors import ConfigError
+from tpsmm.errors import ConfigError, OutputError
 from tpsmm.evaluation.extractors import IdentityExtractor, KeypointExtractor
 from tpsmm.evaluation.landmarks import akd, mkr
 from tpsmm.generator import generate
@@ -147,6 +149,19 @@ class _OutputFiles:
         self.root = root
         self.save_png = save_png
         self.save_video = save_video
+        # Found before the first video is reconstructed, not after the last.
+        with self._writing(root):
+            root.mkdir(parents=True, exist_ok=True)
+            if not os.access(root, os.W_OK):
+                raise PermissionError(errno.EACCES, "permission denied")
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _writing(path: Path) -> Iterator[None]:
+        try:
+            yield
+        except OSError as error:
+            raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
 
     def video_writer(self, dataset: FramesDataset, index: int) -> VideoWriter | None:
         if not self.save_video:
@@ -158,14 +173,16 @@ class _OutputFiles:
         """``predictions``: batches ``(n, H, W, 3)`` uint8 of one video."""
         if not self.save_png:
             return
-        (self.root / "png").mkdir(parents=True, exist_ok=True)
         # The reference's file name: the video's name plus .png (name.mp4.png).
-        Image.fromarray(np.concatenate(np.concatenate(predictions), axis=1)).save(
-            self.root / "png" / f"{name}.png")
+        path = self.root / "png" / f"{name}.png"
+        with self._writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.concatenate(np.concatenate(predictions), axis=1)).save(path)
 
     def write_report(self, report: ReconstructionReport) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "results.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
+        path = self.root / "results.json"
+        with self._writing(path):
+            path.write_text(json.dumps(report.to_json(), indent=1) + "\n")
 
 
 @dataclass

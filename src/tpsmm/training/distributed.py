@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from tpsmm.errors import ConfigError
+from tpsmm.devices import resolve_device
 
 
 @dataclass(frozen=True)
@@ -80,10 +80,8 @@ class DistributedContext:
 def _pick_device(requested: str | None, local_rank: int) -> torch.device:
     if requested is None:
         requested = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(requested)
+    device = resolve_device(requested)
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {requested}: CUDA is not available on this machine")
         if device.index is None:
             device = torch.device("cuda", local_rank % torch.cuda.device_count())
         torch.cuda.set_device(device)

@@ -61,6 +61,12 @@ def run_config(options: TrainOptions, saved: dict | None) -> Config:
                 )
         if options.image_size is not None and options.image_size != data.get("image_size"):
             raise ConfigError("cannot change the image size when resuming a run")
+        saved_vgg = params.get("perceptual_weights")
+        if options.vgg_weights is not None and str(options.vgg_weights) != str(saved_vgg):
+            # The perceptual loss is part of what a resumed run replays exactly.
+            raise ConfigError(f"cannot change --vgg-weights when resuming (the run uses "
+                              f"{saved_vgg}); start a new run (--init the checkpoint) to "
+                              "train with other VGG-19 weights")
         if options.overrides:
             # The saved config is what the run trained with; a resumed run replays it.
             raise ConfigError("cannot --set config values when resuming; start a new run "

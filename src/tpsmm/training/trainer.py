@@ -143,8 +143,12 @@ class Stage1:
             torch.backends.cudnn.benchmark = True
         self.model.to(ctx.device, memory_format=self.memory_format).train()
         self.bg = self.model.bg_predictor
-        vgg = load_vgg19(self.params["perceptual_weights"], ctx.device).eval()
-        self.vgg = vgg.to(memory_format=self.memory_format)
+        # The VGG-19 serves the perceptual loss alone: with its weights all 0 (an ablation)
+        # none is built, so neither its ImageNet file nor a download is needed.
+        self.vgg = None
+        if sum(self.params["loss_weights"]["perceptual"]) != 0:
+            vgg = load_vgg19(self.params["perceptual_weights"], ctx.device).eval()
+            self.vgg = vgg.to(memory_format=self.memory_format)
         self.winograd = (winograd and not channels_last
                          and winograd_available(ctx.device, precision))
         if self.winograd:
@@ -152,7 +156,8 @@ class Stage1:
             # (BatchNorm over a small batch) amplify rounding differences the most.
             for network in WINOGRAD_NETWORKS:
                 use_winograd(getattr(self.model, network))
-            use_winograd(self.vgg)
+            if self.vgg is not None:
+                use_winograd(self.vgg)
         # One full model per phase: DDP needs every parameter it wraps to get
         # a gradient, and the background predictor only does from bg_start.
         self._full: dict[bool, nn.Module] = {}
@@ -315,7 +320,8 @@ def train(options: TrainOptions) -> TrainResult:
         if ctx.is_main and not options.quiet:
             if resume and options.config is not None:
                 print("train: resuming with the run's own config.yaml; --config is ignored")
-            print(f"train: VGG-19 of the perceptual loss: {params['perceptual_weights']}")
+            vgg = params["perceptual_weights"] if stage.vgg is not None else "none (weights 0)"
+            print(f"train: VGG-19 of the perceptual loss: {vgg}")
         pairs = TrainingPairs(dataset, schedule.num_repeats, seed)
         return run_epochs(stage, pairs, schedule, config, options, ctx, seed, resume, "train")
     finally:

@@ -19,6 +19,11 @@ from tpsmm.data.synthetic.markers import MARKER_COLOURS, MARKER_NAMES
 from tpsmm.data.synthetic.render import render_video
 from tpsmm.errors import OutputError
 
+#: Written into the dataset folder before anything else: the settings, and the proof that
+#: tpsmm synth made the folder (which --overwrite requires).
+MARKER_FILE = "synthetic.json"
+GENERATOR = "tpsmm.data.synthetic"
+
 
 @dataclass(frozen=True)
 class DatasetSummary:
@@ -62,16 +67,37 @@ def _write_video(job: _Job) -> int:
     return len(video.frames)
 
 
+def _written_by_synth(root: Path) -> bool:
+    """Whether ``root`` holds the marker file this module writes before anything else."""
+    try:
+        info = json.loads((root / MARKER_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and info.get("generator") == GENERATOR
+
+
+def _write_info(root: Path, info: dict) -> None:
+    try:
+        (root / MARKER_FILE).write_text(json.dumps(info, indent=1) + "\n")
+    except OSError as error:
+        raise OutputError(f"cannot write {root}: {error.strerror or error}") from error
+
+
 def _prepare_root(root: Path, overwrite: bool) -> None:
     if root.exists() and not root.is_dir():
         raise OutputError(f"{root} exists and is not a directory")
     if root.is_dir() and any(root.iterdir()):
         if not overwrite:
             raise OutputError(f"{root} is not empty; use --overwrite to replace its dataset")
+        # Only a dataset this module wrote (its marker file, written first, says so) is
+        # deleted: never the train/ and test/ of a user's own dataset.
+        if not _written_by_synth(root):
+            raise OutputError(f"{root}: not a dataset written by tpsmm synth (no {MARKER_FILE}); "
+                              "--overwrite only replaces those; choose a new or empty folder")
         for name in ("train", "test"):
             if (root / name).exists():
                 shutil.rmtree(root / name)
-        (root / "synthetic.json").unlink(missing_ok=True)
+        (root / MARKER_FILE).unlink(missing_ok=True)
     try:
         for name in ("train", "test"):
             (root / name).mkdir(parents=True, exist_ok=True)
@@ -147,6 +173,21 @@ def generate_dataset(
     start = time.perf_counter()
     root = Path(root)
     _prepare_root(root, overwrite)
+    info = {
+        "generator": GENERATOR,
+        "complete": False,
+        "seed": seed,
+        "size": size,
+        "num_frames": num_frames,
+        "num_videos": num_videos,
+        "test_fraction": test_fraction,
+        "clips_per_identity": clips_per_identity,
+        "marker_names": list(MARKER_NAMES),
+        "marker_colours": MARKER_COLOURS.tolist(),
+        "keypoints": "pixel (x, y); pixel centres at integers",
+    }
+    # Written first, so that an interrupted run can still be replaced with --overwrite.
+    _write_info(root, info)
     jobs = _plan(root, num_videos, size, num_frames, seed, test_fraction, clips_per_identity)
     frames = 0
 
@@ -163,22 +204,7 @@ def generate_dataset(
         # spawn: forking a parent that already runs torch threads can deadlock.
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             consume(pool.imap_unordered(_write_video, jobs))
-    info = {
-        "generator": "tpsmm.data.synthetic",
-        "seed": seed,
-        "size": size,
-        "num_frames": num_frames,
-        "num_videos": num_videos,
-        "test_fraction": test_fraction,
-        "clips_per_identity": clips_per_identity,
-        "marker_names": list(MARKER_NAMES),
-        "marker_colours": MARKER_COLOURS.tolist(),
-        "keypoints": "pixel (x, y); pixel centres at integers",
-    }
-    try:
-        (root / "synthetic.json").write_text(json.dumps(info, indent=1) + "\n")
-    except OSError as error:
-        raise OutputError(f"cannot write {root}: {error.strerror or error}") from error
+    _write_info(root, dict(info, complete=True))
     test_videos = sum(job.split == "test" for job in jobs)
     return DatasetSummary(
         root, len(jobs) - test_videos, test_videos, frames, time.perf_counter() - start
