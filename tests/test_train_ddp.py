@@ -25,12 +25,18 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _worker(rank: int, world_size: int, port: int, root: Path, out: Path) -> None:
+#: The paper's ablation without the perceptual loss: no loss uses the inpainting decoder.
+NO_PERCEPTUAL = {"perceptual": [0, 0, 0, 0, 0], "equivariance_value": 10, "warp_loss": 10,
+                 "bg": 10}
+
+
+def _worker(rank: int, world_size: int, port: int, root: Path, out: Path,
+            changes: dict) -> None:
     """One torchrun-like process: the environment torchrun would set, then train()."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size))
     # bg_start 1: the second epoch switches to the DDP model with the background net.
-    config = tiny_config(batch_size=2, num_repeats=1, bg_start=1)
+    config = tiny_config(batch_size=2, num_repeats=1, bg_start=1, **changes)
     result = train(options(out / "run", root, config=config, device="cpu", threads=1))
     assert result.status == "finished" and result.step == 2
     weights = {name: getattr(result.model, name).state_dict() for name in NETWORKS}
@@ -39,7 +45,8 @@ def _worker(rank: int, world_size: int, port: int, root: Path, out: Path) -> Non
 
 def test_two_gloo_processes_hold_identical_weights(synthetic_root: Path,  # noqa: F811
                                                    tmp_path: Path) -> None:
-    mp.spawn(_worker, args=(2, _free_port(), synthetic_root, tmp_path), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, _free_port(), synthetic_root, tmp_path, {}), nprocs=2,
+             join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     saved = read_checkpoint(tmp_path / "run" / LAST)
     torch.manual_seed(0)  # the run's seed: its initial weights
@@ -55,3 +62,20 @@ def test_two_gloo_processes_hold_identical_weights(synthetic_root: Path,  # noqa
     assert [r["step"] for r in records if r["kind"] == "step"] == [1, 2]
     assert "bg" in records[-1] and "bg" not in records[0]
 
+
+
+def test_a_loss_switched_off_trains_under_ddp(synthetic_root: Path,  # noqa: F811
+                                              tmp_path: Path) -> None:
+    """DDP stopped at the second step ("Expected to have finished reduction ...") when a
+    loss term was off: any config one process trains must train under DDP too."""
+    changes = {"loss_weights": NO_PERCEPTUAL}
+    mp.spawn(_worker, args=(2, _free_port(), synthetic_root, tmp_path, changes), nprocs=2,
+             join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    for name in NETWORKS:
+        for key, value in ranks[0][name].items():
+            torch.testing.assert_close(ranks[1][name][key], value, rtol=0, atol=0,
+                                       msg=f"{name}.{key}")
+    records = read_log(tmp_path / "run" / "log.jsonl")
+    assert [r["step"] for r in records if r["kind"] == "step"] == [1, 2]
+    assert "perceptual" not in records[-1]

@@ -20,6 +20,8 @@ training spread them over devices along with the networks.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -115,7 +117,7 @@ class GeneratorFullModel(nn.Module):
 
     ``forward(x, epoch)`` with ``x = {'source', 'driving'}`` (B, 3, H, W) in
     [0, 1] returns ``(losses, generated)``: ``losses`` maps each term to its
-    weighted scalar; ``generated`` holds the inpainting outputs plus
+    weighted scalar; ``generated`` (detached) holds the inpainting outputs plus
     ``kp_source``, ``kp_driving``, ``bg_param``, ``transformed_frame`` and
     ``transformed_kp``.
     """
@@ -176,4 +178,17 @@ class GeneratorFullModel(nn.Module):
             losses["bg"] = weights["bg"] * background_loss(
                 self.bg_predictor, source, driving, bg_param
             )
-        return losses, generated
+        # Only the losses carry gradients out: DistributedDataParallel must not see the
+        # decoder as used through ``prediction`` when no loss uses it.
+        return losses, _detached(generated)
+
+
+def _detached(value: Any) -> Any:
+    """``value`` with every tensor in it (nested dicts and lists) detached."""
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if isinstance(value, dict):
+        return {key: _detached(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_detached(item) for item in value]
+    return value

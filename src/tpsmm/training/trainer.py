@@ -194,7 +194,14 @@ class Stage1:
             full.to(self.ctx.device)
             if self.ctx.enabled:
                 ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
-                full = DistributedDataParallel(full, device_ids=ids)
+                # A loss switched off (an ablation) leaves parameters without a gradient,
+                # which DDP must be told to look for (it costs a graph traversal a step).
+                weights = self.params["loss_weights"]
+                some_off = any(weights[term] == 0 for term in ("equivariance_value",
+                                                               "warp_loss", "bg"))
+                some_off = some_off or sum(weights["perceptual"]) == 0
+                full = DistributedDataParallel(full, device_ids=ids,
+                                               find_unused_parameters=some_off)
             self._full[use_bg] = full
         return self._full[use_bg]
 
