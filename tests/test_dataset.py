@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 import tpsmm.data.dataset as dataset_module
 from tpsmm.data.dataset import FramesDataset, seed_worker
+from tpsmm.data.video import open_writer
 from tpsmm.errors import ConfigError, InputError
 
 SIZE = 64
@@ -356,13 +357,25 @@ def test_non_videos_and_empty_folders_are_skipped_with_a_warning(tmp_path: Path)
     assert [p.name for p in dataset.videos] == ["a.mp4"]
 
 
-def test_broken_video_raises_naming_the_file(tmp_path: Path) -> None:
+def test_unreadable_files_are_skipped_and_damage_further_in_names_the_file(
+        tmp_path: Path) -> None:
+    """Headers are checked when the dataset is listed (a corrupt .mp4 used to stop training
+    later); damage past the header raises naming the file when the frames are read."""
     root = _split_root(tmp_path, ["a.mp4"], ["b.mp4"])
     (root / "train" / "broken.mp4").write_bytes(b"not a video")
-    dataset = FramesDataset(root)  # construction does not open the videos
-    assert dataset[0]["name"] == "a.mp4"
-    with pytest.raises(InputError, match="broken.mp4"):
-        dataset[1]
+    (root / "train" / "empty.gif").write_bytes(b"")
+    (root / "train" / "strip.png").write_bytes(b"\x89PNG\r\n\x1a\n and then nothing")
+    noise = np.random.default_rng(0).integers(0, 256, (30, 64, 64, 3), dtype=np.uint8)
+    cut = root / "train" / "cut.mp4"
+    with open_writer(cut, 25) as writer:  # the index comes first (faststart)
+        writer.write(noise)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 3])
+    with pytest.warns(UserWarning, match=r"skipping 3 entries that are not readable videos: "
+                      r"broken\.mp4 \(.*\), empty\.gif \(.*\), strip\.png \(not a readable"):
+        dataset = FramesDataset(root)
+    assert [p.name for p in dataset.videos] == ["a.mp4", "cut.mp4"]
+    with pytest.raises(InputError, match=r"cut\.mp4: decoding failed at frame"):
+        list(dataset.iter_frames(1))
 
 
 def test_frames_of_another_size_raise_naming_the_file(tmp_path: Path) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +25,7 @@ from tpsmm.checkpoint_file import read_checkpoint
 from tpsmm.cli import main
 from tpsmm.data.dataset import FramesDataset
 from tpsmm.data.synthetic import generate_dataset
+from tpsmm.data.video import open_writer
 from tpsmm.errors import CheckpointError, ConfigError, InputError
 from tpsmm.evaluation.reconstruction import reconstruct
 from tpsmm.generator import generate
@@ -361,6 +364,31 @@ def test_cli_reports_errors_in_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert status == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("tpsmm train: error:") and "none" in err[0]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_video_broken_past_its_header_stops_training_in_one_line(
+        synthetic_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+        workers: int) -> None:
+    """With loader workers, torch re-raised the error with the worker's whole traceback in
+    its message, which the command printed."""
+    root = tmp_path / "data"
+    for split in ("train", "test"):
+        shutil.copytree(synthetic_root / split, root / split)
+    noise = np.random.default_rng(0).integers(0, 256, (30, 64, 64, 3), dtype=np.uint8)
+    cut = root / "train" / "zz-cut.mp4"
+    with open_writer(cut, 25) as writer:
+        writer.write(noise)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 4])
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(num_epochs=1)))
+    status = main(["train", "--config", str(config), "--data", str(root), "--out",
+                   str(tmp_path / "run"), "--workers", str(workers), "--threads", "1", "-q"])
+    assert status == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("tpsmm train: error: ") and "zz-cut.mp4: " in err[0]
+    assert multiprocessing.active_children() == []  # the loader's workers are gone
 
 
 @pytest.mark.slow

@@ -15,13 +15,15 @@ A *video* is one directory entry of a split, read with
   into frames of ``frame_shape`` (square frames when it is null).
 
 Hidden entries (names starting with ``.``) are ignored. Other files (such as
-ground-truth ``<name>.npz`` side files) and folders without a single frame
-image are skipped with one ``warnings.warn`` per split that names them.
+ground-truth ``<name>.npz`` side files), folders without a single frame
+image, and video files or strips whose header cannot be read (empty, not a
+video, cut before the index) are skipped with one ``warnings.warn`` per split
+that names them.
 
-Broken videos: to keep the construction of a large dataset fast, the videos
-are only listed there, not opened. A video that turns out to be unreadable,
-to have no frames, or to have frames of another size than the earlier ones
-(when no ``frame_shape`` asks to resize them) raises
+Broken videos past that check: to keep the construction of a large dataset
+fast, only headers are read there. A video that turns out to be unreadable
+further in, to have no frames, or to have frames of another size than the
+earlier ones (when no ``frame_shape`` asks to resize them) raises
 :class:`~tpsmm.errors.InputError` naming the file when it is read, so a
 training run stops with a clear message instead of silently training on less
 data.
@@ -52,11 +54,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch.utils.data import Dataset, get_worker_info
 
 from tpsmm.data.augmentation import AllAugmentationTransform
 from tpsmm.data.images import IMAGE_SUFFIXES
 from tpsmm.data.video import VideoReader, open_video
+from tpsmm.data.video.media import open_input
 from tpsmm.errors import ConfigError, InputError
 
 __all__ = ["FramesDataset", "seed_worker"]
@@ -84,11 +88,31 @@ def _has_frames(folder: Path) -> bool:
         )
 
 
+def _unreadable(path: Path) -> str | None:
+    """Why the video file or frame strip ``path`` cannot be read, or None if it can.
+
+    Only the header is read (FFmpeg's probe of the container, Pillow's of the image), so
+    listing a large dataset stays cheap; damage further in is found when the frames are.
+    """
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        try:
+            with Image.open(path):
+                return None
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            return f"not a readable image: {' '.join(str(error).split())[:80]}"
+    try:
+        with open_input(path) as container:
+            return None if container.streams.video else "no video stream"
+    except InputError as error:
+        return str(error).split(": ", 1)[-1]
+
+
 def _list_videos(folder: Path) -> list[Path]:
     """The videos in ``folder``, sorted by name; warns about the entries skipped.
 
     Side files named after a video (``<video>.npz``: the ground truth that
-    ``tpsmm synth`` writes) are expected and skipped silently.
+    ``tpsmm synth`` writes) are expected and skipped silently; video files and strips whose
+    header cannot be read are skipped with the reason.
     """
     videos: list[Path] = []
     skipped: list[str] = []
@@ -103,14 +127,19 @@ def _list_videos(folder: Path) -> list[Path]:
             else:
                 skipped.append(f"{path.name}/ (no frame images)")
         elif path.suffix.lower() in (*VIDEO_SUFFIXES, *IMAGE_SUFFIXES):
-            videos.append(path)
+            problem = _unreadable(path)
+            if problem is None:
+                videos.append(path)
+            else:
+                skipped.append(f"{path.name} ({problem})")
         else:
             skipped.append(path.name)
     if skipped:
         shown = ", ".join(skipped[:_WARN_NAMES])
         more = f" and {len(skipped) - _WARN_NAMES} more" if len(skipped) > _WARN_NAMES else ""
         warnings.warn(
-            f"{folder}: skipping {len(skipped)} entries that are not videos: {shown}{more}",
+            f"{folder}: skipping {len(skipped)} entries that are not readable videos: "
+            f"{shown}{more}",
             stacklevel=3,
         )
     return videos

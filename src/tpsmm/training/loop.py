@@ -31,7 +31,13 @@ from tpsmm.training.distributed import DistributedContext
 from tpsmm.training.logs import progress_bar
 from tpsmm.training.resume_state import ResumePoint
 from tpsmm.training.run_directory import RunDirectory
-from tpsmm.training.sampling import EpochSampler, TrainingPairs, make_loader, step_seed
+from tpsmm.training.sampling import (
+    EpochSampler,
+    TrainingPairs,
+    batches,
+    make_loader,
+    step_seed,
+)
 
 
 @dataclass
@@ -220,7 +226,7 @@ def run_epochs(stage: Stage, pairs: TrainingPairs, schedule: Schedule, config: C
             bar = progress_bar(sampler.steps_per_epoch, step_in_epoch, f"epoch {epoch}", say)
             epoch_start = time.monotonic()
             shown = None
-            for batch in loader:
+            for batch in batches(loader):
                 step_start = time.monotonic()
                 torch.manual_seed(step_seed(seed, epoch, step_in_epoch, ctx.rank))
                 losses, outputs = stage.step(batch, epoch)

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from tpsmm.data.dataset import FramesDataset, seed_worker
-from tpsmm.errors import ConfigError
+from tpsmm.errors import ConfigError, TPSMMError
 
 # Stream tags, so that the shuffle, the items and the model draws of the
 # same (seed, epoch) never share a random stream.
@@ -145,3 +145,31 @@ def make_loader(pairs: Dataset, sampler: EpochSampler, workers: int,
         worker_init_fn=_init_worker if workers else None,
         generator=torch.Generator().manual_seed(sampler.seed),
     )
+
+
+def batches(loader: DataLoader) -> Iterator[dict]:
+    """The loader's batches; an error of ours raised in a loader worker comes out as its
+    own one-line message, naming the file, and the workers are stopped at once.
+
+    torch re-raises a worker's exception in the main process with the worker's traceback
+    folded into the message ("Caught InputError in DataLoader worker process 0. Original
+    Traceback ..."), which the command line would print whole.
+    """
+    iterator = iter(loader)
+    try:
+        yield from iterator
+        return
+    except TPSMMError as error:
+        text = str(error)
+        if "Original Traceback" not in text:
+            raise
+        # The last line is the worker's "tpsmm.errors.InputError: <the message>".
+        kind, message = type(error), text.rstrip().splitlines()[-1].split(": ", 1)[-1]
+    finally:
+        # torch's iterator stops its workers when exhausted or collected, but an error
+        # raised through it leaves it in a reference cycle (traceback -> its frames), and
+        # the workers ignore SIGTERM (_init_worker): without this they outlive the run.
+        stop_workers = getattr(iterator, "_shutdown_workers", None)
+        if stop_workers is not None:
+            stop_workers()
+    raise kind(message)
