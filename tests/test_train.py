@@ -418,6 +418,59 @@ def test_sigkill_loses_at_most_the_work_since_the_last_save(synthetic_root: Path
     assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [0, 1, 2]
 
 
+@pytest.mark.slow(minutes=3)
+def test_sigkill_at_random_moments_always_resumes(synthetic_root: Path, tmp_path: Path) -> None:
+    """Fault injection: a run is killed with SIGKILL at random moments (while starting up,
+    in a step, inside checkpoint writes: it saves after every step) and resumed each time.
+    Every kill leaves a checkpoint that loads and loses at most the step since the last save;
+    the finished run equals one never interrupted."""
+    epochs = 12  # 24 steps
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(num_epochs=epochs)))
+    run, log = tmp_path / "run", tmp_path / "run" / "log.jsonl"
+    command = [sys.executable, "-m", "tpsmm.cli", "train", "--config", str(config), "--data",
+               str(synthetic_root), "--out", str(run), "--resume", "-q",
+               "--checkpoint-minutes", "0.0001", "--no-visualize", "--threads", "1"]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+
+    def logged_step() -> int:
+        records = read_log(log) if log.exists() else []
+        return max((r["step"] for r in records if r["kind"] == "step"), default=0)
+
+    rng = np.random.default_rng(18)
+    # Kill once while starting up, then after random steps, a random fraction of a step on.
+    targets = [0, *sorted(rng.choice(np.arange(1, 2 * epochs - 1), size=7, replace=False))]
+    saved_before, kills = 0, []
+    for target in targets:
+        process = subprocess.Popen(command, env=env)
+        deadline = time.monotonic() + 120
+        while target and logged_step() < target and process.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.5))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        if not (run / LAST).exists():
+            continue  # killed before its first save: the next start is a new run
+        saved = read_checkpoint(run / LAST)[TRAINING_KEY]["global_step"]  # it loads
+        assert saved >= saved_before  # nothing already saved is lost
+        assert logged_step() - saved <= 1  # only the step whose save the kill interrupted
+        kills.append(saved)
+        saved_before = saved
+    assert len(set(kills)) >= 5, kills  # the kills fell at different points of the run
+    subprocess.run(command, env=env, check=True, timeout=300)
+    assert not [p.name for p in run.iterdir() if ".tmp-" in p.name]
+    records = read_log(log)
+    assert [r["step"] for r in records if r["kind"] == "step"] == list(range(1, 2 * epochs + 1))
+    assert [r["epoch"] for r in records if r["kind"] == "epoch"] == list(range(epochs))
+    whole = train(options(tmp_path / "whole", synthetic_root,
+                          config=tiny_config(num_epochs=epochs)))
+    assert whole.step == 2 * epochs
+    reference = _weights(tmp_path / "whole" / LAST)
+    for key, value in _weights(run / LAST).items():
+        torch.testing.assert_close(value, reference[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
 @pytest.mark.slow
 def test_sigterm_to_the_process_group_saves_the_last_step(synthetic_root: Path,
                                                           tmp_path: Path) -> None:

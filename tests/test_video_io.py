@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import tempfile
 import tracemalloc
 from fractions import Fraction
 from pathlib import Path
@@ -14,8 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tpsmm import files
 from tpsmm.checkpoint_file import atomic_save
 from tpsmm.data.video import has_audio, open_video, open_writer
+from tpsmm.data.video.writing import EncodingWriter
 from tpsmm.errors import InputError, OutputError
 
 
@@ -330,8 +331,7 @@ def test_permission_denied_raises_output_error(
         raise PermissionError(13, "Permission denied")
 
     # Simulated, since the tests may run as root, which ignores permissions.
-    monkeypatch.setattr(tempfile, "mkstemp", refuse)
-    monkeypatch.setattr(tempfile, "mkdtemp", refuse)
+    monkeypatch.setattr(files, "_create_unique", refuse)
     with pytest.raises(OutputError, match=f"{name}: cannot write \\(Permission denied\\)"):
         open_writer(tmp_path / name, 25)
 
@@ -356,3 +356,47 @@ def test_checkpoints_get_the_usual_permissions(tmp_path: Path) -> None:
     finally:
         os.umask(mask)
     assert (tmp_path / "c.pth").stat().st_mode & 0o777 == 0o644
+
+
+def test_writes_never_set_the_umask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading the umask means setting it process-wide, which races with other threads
+    creating files; the kernel applies it to files created with 0666 and 0777 instead."""
+    mask = os.umask(0o027)
+    try:
+        def refuse(_mask: int) -> int:
+            raise AssertionError("the umask was set while writing")
+
+        monkeypatch.setattr(os, "umask", refuse)
+        for name in ("out.mp4", "frames"):
+            with open_writer(tmp_path / name, 25) as writer:
+                writer.write(np.zeros((2, 16, 16, 3), np.uint8))
+        atomic_save({"epoch": 1}, tmp_path / "c.pth")
+        monkeypatch.undo()
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "out.mp4").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "frames").stat().st_mode & 0o777 == 0o750
+    assert (tmp_path / "c.pth").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_failed_encoder_setup_leaves_no_container_behind(tmp_path: Path) -> None:
+    """The container was opened, then adding its stream failed: both it and its temporary
+    file stayed."""
+    class Encoder(EncodingWriter):
+        def _write(self, frames: np.ndarray) -> None:
+            raise AssertionError("never reached")
+
+    with pytest.raises(OutputError, match=r"out\.mp4: cannot write"):
+        Encoder(tmp_path / "out.mp4", "no-such-codec", Fraction(25), {})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_frames_a_killed_replacement_left_hidden_are_removed(tmp_path: Path) -> None:
+    """A run killed between the two renames of replacing a frame folder left the old frames
+    in a hidden folder that nothing ever removed."""
+    stale = tmp_path / ".frames.tmp-0123456789ab-old"
+    stale.mkdir()
+    (stale / "000000.png").write_bytes(b"old frame")
+    with open_writer(tmp_path / "frames", 25) as writer:
+        writer.write(np.zeros((1, 16, 16, 3), np.uint8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]

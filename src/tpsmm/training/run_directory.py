@@ -17,6 +17,7 @@ import yaml
 
 from tpsmm.checkpoint_file import atomic_save
 from tpsmm.config import Config, plain
+from tpsmm.files import atomic_write_text, remove_stale_temporaries
 from tpsmm.training.logs import TrainingLog
 from tpsmm.training.resume_state import LAST, numbered_name
 from tpsmm.training.visualizer import save_image
@@ -42,6 +43,8 @@ class RunDirectory:
         self.writes = writes
         if writes:
             root.mkdir(parents=True, exist_ok=True)
+            # What a run killed mid-write left (SIGKILL inside a checkpoint save).
+            remove_stale_temporaries(root)
         self.log = TrainingLog(root, writes, resumed_at_step, tensorboard)
 
     @property
@@ -51,7 +54,8 @@ class RunDirectory:
 
     def write_config(self, config: Config) -> None:
         if self.writes:
-            (self.root / CONFIG_FILE).write_text(yaml.safe_dump(plain(config), sort_keys=False))
+            atomic_write_text(self.root / CONFIG_FILE, yaml.safe_dump(plain(config),
+                                                                     sort_keys=False))
 
     def save_checkpoint(self, state: dict[str, Any], numbered_epoch: int | None = None) -> None:
         """Write ``state`` to ``last.pth.tar`` atomically, or to the numbered checkpoint of

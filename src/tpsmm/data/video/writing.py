@@ -19,9 +19,10 @@ from PIL import Image
 
 from tpsmm.data.video.media import reason
 from tpsmm.errors import OutputError
-from tpsmm.files import temporary_sibling, temporary_sibling_dir
+from tpsmm.files import remove_stale_siblings, temporary_sibling, temporary_sibling_dir
 
 _FRAME_FILE = re.compile(r"\d{6,}\.png")
+_REPLACED = "-old"  # suffix of the frames a frame folder replaces, while they are deleted
 
 
 def frame_rate(fps: float | Fraction) -> Fraction:
@@ -148,7 +149,14 @@ class EncodingWriter(VideoWriter):
         except (av.FFmpegError, OSError) as error:
             self._temporary.unlink(missing_ok=True)
             raise OutputError(f"{path}: cannot write ({reason(error)})") from None
-        self._stream = self._container.add_stream(codec, rate=rate)
+        try:
+            self._stream = self._container.add_stream(codec, rate=rate)
+        except BaseException as error:
+            # Neither the open container nor its temporary file may outlive a failed setup.
+            self._discard()
+            if isinstance(error, (av.FFmpegError, OSError, ValueError)):
+                raise OutputError(f"{path}: cannot write ({reason(error)})") from None
+            raise
 
     def _encode(self, frame: av.VideoFrame | None) -> None:
         self._container.mux(self._stream.encode(frame))
@@ -184,6 +192,8 @@ class FrameDirWriter(VideoWriter):
                 "choose a new or empty directory"
             )
         _make_parent(path)
+        # A run killed between the two renames of _commit left the old frames hidden.
+        remove_stale_siblings(path, suffix=_REPLACED)
         try:
             temporary = temporary_sibling_dir(path)
         except OSError as error:
@@ -199,7 +209,7 @@ class FrameDirWriter(VideoWriter):
 
     def _commit(self) -> None:
         if self.path.exists():
-            old = self._temporary.with_name(self._temporary.name + "-old")
+            old = self._temporary.with_name(self._temporary.name + _REPLACED)
             self.path.rename(old)
             self._temporary.rename(self.path)
             shutil.rmtree(old)
