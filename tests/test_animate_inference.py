@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_train import tiny_config
 
 from tpsmm.animation.best_frame import (
     FaceLandmarks,
@@ -24,11 +25,13 @@ from tpsmm.animation.inference import (
     nearest_up_conv_kernel,
     optimize_for_inference,
 )
+from tpsmm.config import load_config
 from tpsmm.devices import resolve_device
 from tpsmm.errors import TPSMMError
 from tpsmm.generator import generate
 from tpsmm.networks.blocks import UpBlock2d
 from tpsmm.networks.winograd import WinogradConv2d, winograd_available
+from tpsmm.training.trainer import Stage1
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -153,3 +156,33 @@ def test_face_landmarks_need_the_package_and_its_weights(monkeypatch, tmp_path) 
     monkeypatch.delitem(sys.modules, "face_alignment")
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     assert FaceLandmarks.load(torch.device("cpu")) is None
+
+
+@pytest.mark.parametrize("nnpack", ["no check", "no convolution", "unavailable"])
+def test_without_nnpack_the_direct_convolutions_run(nnpack, tiny_case, monkeypatch) -> None:
+    """Winograd goes through torch's private NNPACK calls; a torch without them (another
+    build, a later version) must fall back to the direct convolutions, same outputs."""
+    model = tiny_case.model()
+    source, driving = tiny_case.tensor("input.source"), tiny_case.tensor("input.driving")
+    with torch.no_grad():
+        kp_source = model.kp_detector(source)["fg_kp"]
+        kp_driving = model.kp_detector(driving)["fg_kp"]
+        expected = generate(model.dense_motion_network, model.inpainting_network, source,
+                            kp_source, kp_driving)["prediction"]
+    if nnpack == "no check":
+        monkeypatch.delattr(torch, "_nnpack_available", raising=False)
+    elif nnpack == "no convolution":
+        monkeypatch.delattr(torch, "_nnpack_spatial_convolution", raising=False)
+    else:
+        monkeypatch.setattr(torch, "_nnpack_available", lambda: False)
+    assert not winograd_available(torch.device("cpu"))
+    optimized = optimize_for_inference(copy.deepcopy(model), torch.device("cpu"), "fp32")
+    assert not any(isinstance(m, WinogradConv2d) for m in optimized.modules())
+    with torch.no_grad():
+        actual = generate(optimized.dense_motion_network, optimized.inpainting_network, source,
+                          kp_source, kp_driving)["prediction"]
+    torch.testing.assert_close(actual, expected, rtol=0, atol=2e-5)
+    stage = Stage1(load_config(tiny_config()))
+    assert not any(isinstance(m, WinogradConv2d) for m in stage.model.modules())
+    losses, _ = stage.step({key: torch.rand(1, 3, 64, 64) for key in ("source", "driving")}, 1)
+    assert all(torch.isfinite(value) for value in losses.values())

@@ -30,7 +30,7 @@ from tpsmm.errors import CheckpointError, ConfigError, InputError
 from tpsmm.evaluation.reconstruction import reconstruct
 from tpsmm.generator import generate
 from tpsmm.networks.winograd import WinogradConv2d, winograd_available
-from tpsmm.training.logs import read_log
+from tpsmm.training.logs import TrainingLog, read_log
 from tpsmm.training.lr_schedule import load_step_schedule, step_schedule
 from tpsmm.training.resume_state import LAST, TRAINING_KEY, numbered_name
 from tpsmm.training.sampling import EpochSampler, TrainingPairs, derive_seed
@@ -369,9 +369,13 @@ def test_cli_reports_errors_in_one_line(tmp_path: Path, capsys: pytest.CaptureFi
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_video_broken_past_its_header_stops_training_in_one_line(
         synthetic_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
-        workers: int) -> None:
+        monkeypatch: pytest.MonkeyPatch, workers: int) -> None:
     """With loader workers, torch re-raised the error with the worker's whole traceback in
-    its message, which the command printed."""
+    its message, which the command printed. The logs are closed however a run ends (they
+    were closed only on success)."""
+    closed = []
+    close = TrainingLog.close
+    monkeypatch.setattr(TrainingLog, "close", lambda log: (closed.append(log), close(log)))
     root = tmp_path / "data"
     for split in ("train", "test"):
         shutil.copytree(synthetic_root / split, root / split)
@@ -389,6 +393,7 @@ def test_a_video_broken_past_its_header_stops_training_in_one_line(
     assert len(err) == 1, err
     assert err[0].startswith("tpsmm train: error: ") and "zz-cut.mp4: " in err[0]
     assert multiprocessing.active_children() == []  # the loader's workers are gone
+    assert len(closed) == 1
 
 
 @pytest.mark.slow
