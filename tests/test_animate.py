@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.machinery
 import math
+import os
+import subprocess
+import sys
 import time
-import tracemalloc
+import types
 import wave
 from fractions import Fraction
 from pathlib import Path
@@ -174,7 +178,8 @@ def test_reduced_precision_stays_close_to_fp32(precision, tiny_case):
         outputs[name] = animator.animate_frames(source, frames)
     assert torch.isfinite(outputs[precision]).all()
     psnr = -10 * math.log10((outputs[precision] - outputs["fp32"]).pow(2).mean().item())
-    assert psnr >= 40  # measured: bf16 61 dB, fp16 79 dB
+    # Measured: bf16 61.0 dB (AVX2 CPU) and 62.0 dB (AVX-512 BF16), fp16 79.4 dB on both.
+    assert psnr >= {"bf16": 58.0, "fp16": 75.0}[precision], psnr
 
 
 # --------------------------------------------------------------------------- videos
@@ -276,19 +281,37 @@ def test_prepared_source_is_reused_without_recomputing(fast_animator, tmp_path, 
     np.testing.assert_array_equal(_read_frames(tmp_path / "a"), _read_frames(tmp_path / "b"))
 
 
-def test_streaming_holds_one_batch_not_the_video(fast_animator, tmp_path):
-    frames = _moving_frames(120)
-    driving = _video(tmp_path / "long.mp4", frames, 25)
-    source = fast_animator.prepare(_moving_frames(1, seed=2)[0])
-    fast_animator.animate(source, _video(tmp_path / "short.mp4", frames[:2], 25), tmp_path / "w")
-    tracemalloc.start()
-    try:
-        result = fast_animator.animate(source, driving, tmp_path / "out.mp4")
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert result.frames == 120
-    assert peak < frames.nbytes / 4  # a few batches at most
+_PEAK_RSS = """
+import sys
+from pathlib import Path
+from tpsmm.animation import Animator
+config, checkpoint, source, driving, output = sys.argv[1:]
+animator = Animator.from_checkpoint(checkpoint, config, device="cpu", batch_size=4)
+result = animator.animate(source, driving, output)
+status = Path("/proc/self/status").read_text().splitlines()
+print(result.frames, next(int(line.split()[1]) for line in status if line.startswith("VmHWM")))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's VmHWM")
+def test_streaming_holds_one_batch_not_the_video(fast_files, tmp_path):
+    """Peak RSS of a fresh process (tracemalloc cannot see torch's tensors): 400 frames of
+    256x256 (75 MiB as uint8, 300 MiB as float) cost no more than 40 frames."""
+    source = _save_png(tmp_path / "source.png", _moving_frames(1, seed=2)[0])
+    peaks = {}
+    for count in (40, 400):
+        driving = _video(tmp_path / f"{count}.mp4", _moving_frames(count, 256, 256), 25)
+        done = subprocess.run(
+            [sys.executable, "-c", _PEAK_RSS, str(fast_files["config"]),
+             str(fast_files["checkpoint"]), str(source), str(driving),
+             str(tmp_path / f"out{count}.mp4")],
+            capture_output=True, text=True, check=True, timeout=300,
+            env=dict(os.environ, OMP_NUM_THREADS="1"))
+        frames, peaks[count] = map(int, done.stdout.split())
+        assert frames == count
+    growth_mib = (peaks[400] - peaks[40]) / 1024
+    # Measured +2.1 and +4.1 MiB; holding the decoded video would add at least 75 MiB.
+    assert growth_mib < 12, peaks
 
 
 def test_animate_keypoints_is_animate_frames_without_detection(fast_animator):
@@ -321,8 +344,14 @@ def test_best_frame_by_keypoints_is_the_source_pose(fast_animator, tmp_path):
 
 
 def test_best_frame_by_face_landmarks_when_available(fast_animator, tmp_path, monkeypatch):
-    class Aligner:
+    """Only the third-party package is replaced: our loading (its cached weights), landmark
+    and distance code all run."""
+
+    class FaceAlignment:
         """Landmarks: the square's corners, or no face in frame 0."""
+
+        def __init__(self, kind, flip_input, device):
+            assert (kind, flip_input, device) == ("2D", True, "cpu")
 
         def get_landmarks(self, image):
             ys, xs = np.nonzero(image.min(-1) == 255)
@@ -331,7 +360,16 @@ def test_best_frame_by_face_landmarks_when_available(fast_animator, tmp_path, mo
             return [np.array([[xs.min(), ys.min()], [xs.max(), ys.min()],
                               [xs.min(), ys.max()], [xs.max(), ys.max() + xs.min() % 7]])]
 
-    monkeypatch.setattr(FaceLandmarks, "load", classmethod(lambda cls, device: cls(Aligner())))
+    package = types.ModuleType("face_alignment")
+    package.__spec__ = importlib.machinery.ModuleSpec("face_alignment", None)
+    package.LandmarksType = types.SimpleNamespace(TWO_D="2D")
+    package.FaceAlignment = FaceAlignment
+    monkeypatch.setitem(sys.modules, "face_alignment", package)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    for name in ("s3fd-619a316812.pth", "2DFAN4-cd938726ad.zip"):
+        (tmp_path / "hub" / "checkpoints" / name).write_bytes(b"")
+    assert isinstance(FaceLandmarks.load(torch.device("cpu")), FaceLandmarks)
     frames = _moving_frames(6)
     frames[0, frames[0].min(-1) == 255] = 0
     result = fast_animator.animate(frames[4], _frame_dir(tmp_path / "d", frames),

@@ -96,12 +96,22 @@ def test_batch_one_source_is_shared_by_every_keypoint_set(tiny_case) -> None:
     torch.testing.assert_close(shared["deformation"], repeated["deformation"], rtol=0, atol=0)
 
 
-def test_unavailable_devices_are_refused_in_one_line() -> None:
+@pytest.mark.parametrize(("cuda", "mps", "expected"), [
+    (True, True, "cuda"), (False, True, "mps"), (False, False, "cpu"),
+])
+def test_auto_prefers_cuda_then_mps_then_the_cpu(cuda, mps, expected, monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert resolve_device("auto") == torch.device(expected)
     assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
-    if not torch.cuda.is_available():
-        with pytest.raises(TPSMMError, match="device cuda: not available"):
-            resolve_device("cuda")
+
+
+def test_unavailable_devices_are_refused_in_one_line(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    for device in ("cuda", "cuda:1", "mps"):
+        with pytest.raises(TPSMMError, match=f"device {device}: not available"):
+            resolve_device(device)
 
 
 # --------------------------------------------------------------------------- best frame

@@ -14,6 +14,7 @@ from tpsmm.data.dataset import FramesDataset
 from tpsmm.data.synthetic import generate_dataset
 from tpsmm.data.video import open_video
 from tpsmm.demo import CHECKPOINT_NAME, CONFIG, DISPLAY_SCALE, assets_dir
+from tpsmm.evaluation.extractors import MarkerExtractor
 from tpsmm.evaluation.reconstruction import reconstruct
 
 DEMO_FRAMES = 100  # the shipped driving video's length (tools/demo_assets.py)
@@ -35,15 +36,24 @@ def test_shipped_model_is_small_and_complete():
 
 
 def test_shipped_model_beats_copying_the_source(tmp_path, one_thread):
-    """Held-out characters (dataset seed 1; training used seed 0), 2 videos."""
+    """Held-out characters (dataset seed 1; training used seed 0), 2 videos of 24 frames.
+
+    Measured on these: L1 0.512x and AKD 0.219x copy-source's (the model card's 480-frame
+    benchmark: 0.484x and 0.191x); the bounds leave room for other CPUs' rounding only.
+    """
     generate_dataset(tmp_path, 4, size=64, num_frames=24, seed=1, test_fraction=0.5,
                      clips_per_identity=1)
     test = FramesDataset(tmp_path, is_train=False)
     model = TPSMM.from_checkpoint(assets_dir() / CHECKPOINT_NAME, config=CONFIG)
+    markers = [MarkerExtractor()]
     with torch.no_grad():
-        trained = reconstruct(test, model, save_png=False).l1
-        copied = reconstruct(test, baseline="copy-source", save_png=False).l1
-    assert trained < 0.9 * copied, (trained, copied)
+        trained = reconstruct(test, model, save_png=False, keypoint_extractors=markers)
+        copied = reconstruct(test, baseline="copy-source", save_png=False,
+                             keypoint_extractors=markers)
+    assert trained.l1 / copied.l1 < 0.53, (trained.l1, copied.l1)
+    akd_ratio = trained.metrics["markers"]["akd"] / copied.metrics["markers"]["akd"]
+    assert akd_ratio < 0.24, akd_ratio
+    assert trained.metrics["markers"]["mkr"] <= 0.02
 
 
 @pytest.mark.parametrize("weights", [[], ["--untrained"]], ids=["shipped", "untrained"])

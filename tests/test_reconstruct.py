@@ -18,6 +18,7 @@ from tpsmm.data.dataset import FramesDataset
 from tpsmm.data.synthetic import generate_dataset
 from tpsmm.errors import ConfigError
 from tpsmm.evaluation.extractors import MarkerExtractor, SavedIdentityModel, build_extractors
+from tpsmm.evaluation.landmarks import akd, detect_video_markers, mkr
 from tpsmm.evaluation.reconstruction import reconstruct
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -61,7 +62,20 @@ def test_copy_source_baseline(root: Path, tmp_path: Path) -> None:
     pooled = torch.cat([(f - f[:1]).abs().mean(dim=(1, 2, 3)) for f in all_frames]).mean()
     assert report.l1 == pytest.approx(pooled.item(), rel=1e-6)
     assert set(report.metrics) == {"markers", "aed"}
-    assert 0 <= report.metrics["markers"]["mkr"] <= 1 and report.metrics["aed"]["aed"] > 0
+    # Copying frame 0 moves no marker: AKD and MKR are frame 0's markers against each
+    # frame's, pooled over both videos; AED the squared distance of their mean colours.
+    real = [np.stack(list(dataset.open_video(i))) for i in range(2)]
+    found = [detect_video_markers(video) for video in real]
+    kp_real, found_real = (np.concatenate(column) for column in zip(*found, strict=True))
+    kp_copy = np.concatenate([np.repeat(p[:1], len(p), axis=0) for p, _ in found])
+    found_copy = np.concatenate([np.repeat(f[:1], len(f), axis=0) for _, f in found])
+    expected_akd = akd(kp_real, found_real, kp_copy, found_copy)
+    assert expected_akd > 0.5  # the characters move
+    assert report.metrics["markers"]["akd"] == pytest.approx(expected_akd, rel=1e-6)
+    assert report.metrics["markers"]["mkr"] == pytest.approx(mkr(found_real, found_copy))
+    colours = [torch.from_numpy(v).float().div(255).mean(dim=(1, 2)) for v in real]
+    expected_aed = torch.cat([((c - c[:1]) ** 2).sum(dim=1) for c in colours]).mean()
+    assert report.metrics["aed"]["aed"] == pytest.approx(expected_aed.item(), rel=1e-4)
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["absent"] == {"pose": "none here"}
     assert results["videos"][1]["metrics"]["markers"].keys() == {"akd", "mkr"}
