@@ -176,4 +176,4 @@ def test_an_unwritable_out_is_one_line_before_any_work(root: Path, tmp_path: Pat
     (tmp_path / "blocker").write_text("a file, not a folder")
     assert main(["reconstruct", "--baseline", "copy-source", "--data", str(root),
                  "--out", str(tmp_path / "blocker" / "out"), "-q"]) == 2
-    assert "blocker/out: cannot write" in _one_error_line(capsys)
+    assert "blocker/out: cannot write (" in _one_error_line(capsys)

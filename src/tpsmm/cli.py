@@ -4,7 +4,7 @@ Each sub-command lives in ``tpsmm.commands.<name>`` and exposes
 ``add_parser(subparsers)``, which registers its options and sets ``func``
 (a callable taking the parsed ``argparse.Namespace`` and returning an exit
 status). Errors derived from :class:`tpsmm.errors.TPSMMError` become one
-line on stderr and exit status 2.
+line on stderr and exit status 2; warnings one line each.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from tpsmm.errors import TPSMMError
 
@@ -30,8 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+
+    def one_line(message, category, filename, lineno, file=None, line=None) -> None:
+        # Python's format adds the source line that raised it: a second line, for users
+        # who did not write that code.
+        print(f"tpsmm {args.command}: warning: {message}", file=sys.stderr)
+
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line
+            return int(args.func(args) or 0)
     except TPSMMError as error:
         print(f"tpsmm {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -60,7 +60,7 @@ from torch.utils.data import Dataset, get_worker_info
 from tpsmm.data.augmentation import AllAugmentationTransform
 from tpsmm.data.images import IMAGE_SUFFIXES
 from tpsmm.data.video import VideoReader, open_video
-from tpsmm.data.video.media import open_input
+from tpsmm.data.video.media import gif_is_cut, open_input
 from tpsmm.errors import ConfigError, InputError
 
 __all__ = ["FramesDataset", "seed_worker"]
@@ -102,13 +102,18 @@ def _unreadable(path: Path) -> str | None:
             return f"not a readable image: {' '.join(str(error).split())[:80]}"
     try:
         with open_input(path) as container:
-            return None if container.streams.video else "no video stream"
+            if not container.streams.video:
+                return "no video stream"
+            if container.format.name == "gif" and gif_is_cut(path):
+                return "the GIF is cut short"
+            return None
     except InputError as error:
         return str(error).split(": ", 1)[-1]
 
 
-def _list_videos(folder: Path) -> list[Path]:
-    """The videos in ``folder``, sorted by name; warns about the entries skipped.
+def _list_videos(folder: Path) -> tuple[list[Path], str]:
+    """The videos in ``folder``, sorted by name, and what was skipped (a phrase naming the
+    entries, or "").
 
     Side files named after a video (``<video>.npz``: the ground truth that
     ``tpsmm synth`` writes) are expected and skipped silently; video files and strips whose
@@ -134,15 +139,12 @@ def _list_videos(folder: Path) -> list[Path]:
                 skipped.append(f"{path.name} ({problem})")
         else:
             skipped.append(path.name)
-    if skipped:
-        shown = ", ".join(skipped[:_WARN_NAMES])
-        more = f" and {len(skipped) - _WARN_NAMES} more" if len(skipped) > _WARN_NAMES else ""
-        warnings.warn(
-            f"{folder}: skipping {len(skipped)} entries that are not readable videos: "
-            f"{shown}{more}",
-            stacklevel=3,
-        )
-    return videos
+    if not skipped:
+        return videos, ""
+    shown = ", ".join(skipped[:_WARN_NAMES])
+    more = f" and {len(skipped) - _WARN_NAMES} more" if len(skipped) > _WARN_NAMES else ""
+    return videos, (f"{folder}: skipping {len(skipped)} entries that are not readable "
+                    f"videos: {shown}{more}")
 
 
 def _random_split(videos: list[Path], seed: int) -> tuple[list[Path], list[Path]]:
@@ -257,17 +259,21 @@ class FramesDataset(Dataset):
 
         if train_dir.is_dir():
             self.root_dir = train_dir if is_train else test_dir
-            self.videos = _list_videos(self.root_dir)
+            self.videos, skipped = _list_videos(self.root_dir)
             where = str(self.root_dir)
         else:
             self.root_dir = root
-            found = _list_videos(root)
+            found, skipped = _list_videos(root)
             train, test = _random_split(found, random_seed)
             self.videos = train if is_train else test
             split = "train" if is_train else "test"
             where = f"the {split} part of the 80/20 split of {root} ({len(found)} videos found)"
         if not self.videos:
-            raise InputError(f"no usable video in {where}; {_LAYOUT}")
+            # What was skipped is said here, so the error stays one line.
+            because = f" ({skipped})" if skipped else ""
+            raise InputError(f"no usable video in {where}{because}; {_LAYOUT}")
+        if skipped:
+            warnings.warn(skipped, stacklevel=2)
 
         self.is_train = bool(is_train)
         self.random_seed = int(random_seed)

@@ -18,7 +18,6 @@ writes what the user asked to keep (strips, side-by-side videos, JSON).
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -149,11 +148,15 @@ class _OutputFiles:
         self.root = root
         self.save_png = save_png
         self.save_video = save_video
-        # Found before the first video is reconstructed, not after the last.
-        with self._writing(root):
-            root.mkdir(parents=True, exist_ok=True)
-            if not os.access(root, os.W_OK):
-                raise PermissionError(errno.EACCES, "permission denied")
+        # Found before the first video is reconstructed, not after the last; the folder
+        # itself is made by the first write, so a run that fails leaves none.
+        existing = root
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            raise OutputError(f"{root}: cannot write ({existing} is not a folder)")
+        if not os.access(existing, os.W_OK):
+            raise OutputError(f"{root}: cannot write (permission denied)")
 
     @staticmethod
     @contextlib.contextmanager
@@ -182,6 +185,7 @@ class _OutputFiles:
     def write_report(self, report: ReconstructionReport) -> None:
         path = self.root / "results.json"
         with self._writing(path):
+            self.root.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(report.to_json(), indent=1) + "\n")
 
 

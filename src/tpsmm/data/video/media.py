@@ -39,3 +39,14 @@ def has_audio(path: str | Path) -> bool:
 
 
 # --------------------------------------------------------------------------- reading
+
+
+def gif_is_cut(path: Path) -> bool:
+    """Whether a GIF file lacks its trailer byte: it was cut short. FFmpeg then reads the
+    frames before the cut and stops without a word, as if the animation were shorter."""
+    with open(path, "rb") as file:
+        file.seek(0, 2)
+        if file.tell() == 0:
+            return True
+        file.seek(-1, 2)
+        return file.read(1) != b";"

@@ -18,7 +18,7 @@ import av
 import numpy as np
 
 from tpsmm.data.images import IMAGE_SUFFIXES, load_image_uint8
-from tpsmm.data.video.media import check_exists, open_input, reason
+from tpsmm.data.video.media import check_exists, gif_is_cut, open_input, reason
 from tpsmm.errors import InputError
 
 DEFAULT_FPS = 25.0
@@ -200,6 +200,8 @@ class _ContainerReader(VideoReader):
             rate = stream.average_rate or stream.guessed_rate
             audio = bool(container.streams.audio)
             is_gif = container.format.name == "gif"
+        if is_gif and gif_is_cut(path):
+            raise InputError(f"{path}: the GIF is cut short (no trailer after its last frame)")
         self.path = path  # used by the decoding below, before the base class sets it
         frames = iter(self)
         first = next(frames, None)  # proves that the file decodes, and gives the upright size
