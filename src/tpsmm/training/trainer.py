@@ -207,6 +207,14 @@ class Stage1:
 
     def step(self, batch: dict, epoch: int) -> tuple[dict[str, torch.Tensor], dict]:
         """One optimisation step on a batch; returns the detached losses and outputs."""
+        losses, generated = self.backward(batch, epoch)
+        self.update(epoch)
+        return losses, generated
+
+    def backward(self, batch: dict, epoch: int,
+                 weight: float = 1.0) -> tuple[dict[str, torch.Tensor], dict]:
+        """The losses of ``batch`` and their gradients (times ``weight``), added to the
+        parameters' ``.grad``; returns the detached losses and outputs."""
         device = self.ctx.device
         x = {key: batch[key].to(device, non_blocking=True)
              .contiguous(memory_format=self.memory_format) for key in ("source", "driving")}
@@ -214,7 +222,11 @@ class Stage1:
             losses, generated = self.full_model(epoch)(x, epoch)
         # .mean() as the reference (one value per DataParallel replica there).
         loss = sum(value.mean() for value in losses.values())
-        self.scaler.scale(loss).backward()
+        self.scaler.scale(loss * weight).backward()
+        return {k: v.detach().float().mean() for k, v in losses.items()}, generated
+
+    def update(self, epoch: int) -> None:
+        """Clip the gradients :meth:`backward` left, step the optimizers, clear them."""
         use_bg = self.uses_bg(epoch)
         self.scaler.unscale_(self.optimizer)
         for parameters in self.clipped:
@@ -228,7 +240,6 @@ class Stage1:
         self.optimizer.zero_grad(set_to_none=True)
         if self.optimizer_bg is not None:
             self.optimizer_bg.zero_grad(set_to_none=True)
-        return {k: v.detach().float().mean() for k, v in losses.items()}, generated
 
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
