@@ -275,7 +275,7 @@ def test_prepared_source_is_reused_without_recomputing(fast_animator, tmp_path, 
     def fail(*args, **kwargs):
         raise AssertionError("the source encoder ran again")
 
-    monkeypatch.setattr(fast_animator.model.inpainting_network, "encode", fail)
+    monkeypatch.setattr(fast_animator.engine.model.inpainting_network, "encode", fail)
     second = fast_animator.animate(source, driving, tmp_path / "b")
     assert first.frames == second.frames == 3
     np.testing.assert_array_equal(_read_frames(tmp_path / "a"), _read_frames(tmp_path / "b"))

@@ -29,14 +29,13 @@ import torch
 from tqdm import tqdm
 
 from tpsmm.animation.best_frame import FaceLandmarks, keypoint_distances
-from tpsmm.animation.inference import optimize_for_inference
 from tpsmm.animation.keypoints import relative_kp, relative_scale
 from tpsmm.config import Config
 from tpsmm.data.images import FIT_MODES, fit, load_image, to_tensor, to_uint8
 from tpsmm.data.video import VideoReader, has_audio, open_video, open_writer
-from tpsmm.devices import PRECISIONS, autocast, resolve_device
+from tpsmm.deploy.engines import make_engine
+from tpsmm.devices import PRECISIONS, resolve_device
 from tpsmm.errors import CheckpointError, InputError
-from tpsmm.generator import generate
 from tpsmm.model import TPSMM
 
 MODES = ("relative", "standard", "avd")
@@ -99,9 +98,10 @@ class AnimationResult:
 class Animator:
     """Animates source images with driving videos using one loaded model.
 
-    The animator owns ``model``: it rewrites it in place for inference
-    (:func:`~tpsmm.animation.inference.optimize_for_inference`) and drops its background
-    predictor, which animation never uses (as in the reference demo).
+    The animator owns ``model``: its engine (:mod:`tpsmm.deploy.engines`) runs the networks,
+    rewritten in place for inference (:func:`~tpsmm.animation.inference.optimize_for_inference`)
+    or exported to ONNX graphs, without the background predictor, which animation never
+    uses (as in the reference demo).
 
     Args:
         model: a :class:`TPSMM`, e.g. from :meth:`TPSMM.from_checkpoint`.
@@ -110,6 +110,8 @@ class Animator:
             ``bf16`` or ``fp16``: the precision of the inpainting decoder's convolutions,
             ~90% of the work. Everything else stays fp32.
         batch_size: frames per batch; by default 4 on the CPU, 16 on CUDA, 8 on MPS.
+        backend: ``torch`` (default), or ``onnxruntime`` / ``openvino``: the model's ONNX
+            graphs run by that engine (CPU, fp32; needs ``pip install 'tpsmm[deploy]'``).
 
     >>> animator = Animator.from_checkpoint("vox.pth.tar", config="vox-256")
     >>> source = animator.prepare("face.png")          # the source's work, done once
@@ -118,7 +120,8 @@ class Animator:
     """
 
     def __init__(self, model: TPSMM, device: str | torch.device = "auto",
-                 precision: str = "fp32", batch_size: int | None = None) -> None:
+                 precision: str = "fp32", batch_size: int | None = None,
+                 backend: str = "torch") -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if batch_size is not None and batch_size < 1:
@@ -129,8 +132,10 @@ class Animator:
         self.config: Config = model.config
         self.image_size = self.config.image_size
         self.checkpoint: Path | None = None
-        model.bg_predictor = None
-        self.model = optimize_for_inference(model, self.device, precision)
+        self.backend = backend
+        # Which networks came from a checkpoint (a model built in code has none listed).
+        self.loaded = list(model.loaded)
+        self.engine = make_engine(model, backend, self.device, precision)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | os.PathLike,
@@ -167,8 +172,8 @@ class Animator:
         image = self._fit(_image_batch(source), fit_mode)
         return PreparedSource(
             image=image,
-            kp=self.model.kp_detector(image)["fg_kp"],
-            encoder_maps=self.model.inpainting_network.encode(image),
+            kp=self.engine.keypoints(image),
+            encoder_maps=self.engine.encode(image),
         )
 
     @torch.inference_mode()
@@ -215,7 +220,7 @@ class Animator:
 
     def _keypoints(self, frames: torch.Tensor) -> torch.Tensor:
         """``frames: (B, 3, S, S)`` on the device -> ``(B, K*5, 2)``."""
-        return self.model.kp_detector(frames)["fg_kp"]
+        return self.engine.keypoints(frames)
 
     def _motion(self, mode: str, source: PreparedSource,
                 kp_reference: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -226,18 +231,11 @@ class Animator:
         if mode == "relative":
             scale = relative_scale(source.kp, kp_reference)
             return lambda kp_driving: relative_kp(source.kp, kp_driving, kp_reference, scale)
-        avd = self.model.avd_network
-        return lambda kp_driving: avd(
-            {"fg_kp": source.kp.expand_as(kp_driving)}, {"fg_kp": kp_driving}
-        )["fg_kp"]
+        return lambda kp_driving: self.engine.avd(source.kp.expand_as(kp_driving), kp_driving)
 
     def _generate(self, source: PreparedSource, kp: torch.Tensor) -> torch.Tensor:
         """The frames of the source moved to ``kp: (B, K*5, 2)``: ``(B, 3, S, S)`` fp32."""
-        generated = generate(self.model.dense_motion_network, self.model.inpainting_network,
-                             source.image, source.kp.expand(kp.shape[0], -1, -1), kp,
-                             encoder_maps=source.encoder_maps,
-                             decoder_context=autocast(self.device, self.precision))
-        return generated["prediction"].float()
+        return self.engine.generate(source.image, source.kp, kp, source.encoder_maps)
 
     # ----------------------------------------------------------------------- whole videos
 
@@ -351,7 +349,7 @@ class Animator:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         # A model built in code (no checkpoint) may have AVD weights of any origin.
-        if mode == "avd" and self.model.loaded and "avd_network" not in self.model.loaded:
+        if mode == "avd" and self.loaded and "avd_network" not in self.loaded:
             where = self.checkpoint or "the model"
             raise CheckpointError(
                 f"{where}: checkpoint has no avd_network, which --mode avd needs "
@@ -459,7 +457,8 @@ def animate(source: ImageInput, driving: str | os.PathLike, output: str | os.Pat
             checkpoint: str | os.PathLike, config: str | os.PathLike | dict = "vox-256",
             mode: str = "relative", device: str = "auto", precision: str = "fp32",
             batch_size: int | None = None, fit_mode: str = "crop", fps: float | None = None,
-            find_best_frame: bool = False, progress: bool = False) -> AnimationResult:
+            find_best_frame: bool = False, progress: bool = False,
+            backend: str = "torch") -> AnimationResult:
     """Animate ``source`` with ``driving`` into ``output``, in one call.
 
     Loads the checkpoint each time; use an :class:`Animator` to animate several videos.
@@ -468,6 +467,6 @@ def animate(source: ImageInput, driving: str | os.PathLike, output: str | os.Pat
     >>> animate("face.png", "speech.mp4", "out.mp4", checkpoint="vox.pth.tar", config="vox-256")
     """
     animator = Animator.from_checkpoint(checkpoint, config, device=device, precision=precision,
-                                        batch_size=batch_size)
+                                        batch_size=batch_size, backend=backend)
     return animator.animate(source, driving, output, mode=mode, fit_mode=fit_mode, fps=fps,
                             find_best_frame=find_best_frame, progress=progress)

@@ -117,8 +117,8 @@ def _rewrite(module: nn.Module, winograd: bool) -> None:
         _rewrite(child, winograd)
 
 
-def optimize_for_inference(model: TPSMM, device: torch.device,
-                           precision: str = "fp32") -> TPSMM:
+def optimize_for_inference(model: TPSMM, device: torch.device, precision: str = "fp32",
+                           winograd: bool = True) -> TPSMM:
     """Rewrite ``model`` in place for inference on ``device`` in ``precision``; returns it.
 
     Eval mode, no gradients, the rewrites of the module doc, moved to ``device``. On the
@@ -128,9 +128,11 @@ def optimize_for_inference(model: TPSMM, device: torch.device,
     channels-first. Measured on the CPU, channels-last makes the keypoint detector 1.2x and
     the dense motion network 1.3x faster, and is the only layout in which bf16/fp16
     convolutions do not fall back to generic kernels two orders of magnitude slower.
+    ``winograd=False`` keeps the direct convolutions (for graphs exported to other engines,
+    which cannot run NNPACK's).
     """
     model.eval().requires_grad_(False)
-    winograd = winograd_available(device, precision)
+    winograd = winograd and winograd_available(device, precision)
     for network in model.networks.values():
         if network is not None:
             _rewrite(network, winograd and network is model.inpainting_network)

@@ -12,6 +12,7 @@ from tpsmm.commands.arguments import positive_float, positive_int
 from tpsmm.config import load_config
 from tpsmm.data.images import FIT_MODES, load_image
 from tpsmm.data.video import open_video
+from tpsmm.deploy.engines import BACKENDS
 from tpsmm.devices import DEVICES, PRECISIONS, native_reduced_precision, resolve_device
 
 
@@ -45,6 +46,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="precision of the inpainting decoder, ~90%% of the work (default "
                    "fp32); bf16/fp16 are faster on GPUs and CPUs with native support, and "
                    "much slower on CPUs without")
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="what runs the networks: torch (default, any device), or the "
+                   "model's ONNX graphs in onnxruntime or openvino (CPU, fp32; pip install "
+                   "'tpsmm[deploy]')")
     p.add_argument("--batch-size", type=positive_int, metavar="N",
                    help="frames animated at once (default: 4 on the CPU, 16 on CUDA)")
     p.add_argument("--find-best-frame", action="store_true",
@@ -77,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         # Every batch has the same shapes: let cuDNN pick its fastest algorithms once.
         torch.backends.cudnn.benchmark = True
     animator = Animator.from_checkpoint(args.checkpoint, config, device=device,
-                                        precision=args.precision, batch_size=args.batch_size)
+                                        precision=args.precision, batch_size=args.batch_size,
+                                        backend=args.backend)
     if not native_reduced_precision(animator.device, args.precision):
         _warn(f"this CPU has no native {args.precision} instructions (AVX-512 BF16/FP16 or "
               f"AMX): {args.precision} runs much slower than fp32 here (measured ~20x on AVX2)")
@@ -101,6 +107,6 @@ def run(args: argparse.Namespace) -> int:
             f"animate: {result.frames} frames of {result.size}x{result.size} at "
             f"{result.fps:g} fps{''.join(', ' + e for e in extras)} -> {result.output} "
             f"({result.seconds:.1f} s, {result.frames_per_second:.2f} frames/s on "
-            f"{animator.device.type}, {animator.precision})"
+            f"{animator.device.type}, {animator.precision}, {animator.backend})"
         )
     return 0

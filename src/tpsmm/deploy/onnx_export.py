@@ -1,0 +1,189 @@
+"""A model as ONNX graphs, with a manifest that says how to chain them.
+
+Animation splits into the work done once per source and the work done per driving frame,
+as the :class:`~tpsmm.animation.Animator` does, so the graphs are:
+
+- ``kp_detector.onnx``: ``image (B, 3, S, S)`` in [0, 1] -> ``kp (B, K*5, 2)`` in [-1, 1];
+- ``source_encoder.onnx``: ``source (1, 3, S, S)`` -> the inpainting encoder's maps
+  ``encoder_map_i (1, C_i, S/2^i, S/2^i)``, once per source;
+- ``generator.onnx``: ``source``, ``kp_source (1, K*5, 2)``, ``kp_driving (B, K*5, 2)`` and
+  the encoder maps -> ``prediction (B, 3, S, S)`` in [0, 1], and, for checking, the flow
+  ``deformation (B, S/s, S/s, 2)`` and the occlusion masks ``occlusion_i``;
+- ``avd_network.onnx`` when the checkpoint has one: ``kp_source (B, K*5, 2)``,
+  ``kp_driving (B, K*5, 2)`` -> ``kp (B, K*5, 2)``.
+
+The batch B is dynamic. How driving keypoints become the ``kp_driving`` the generator takes
+(relative motion, its scale) is a few lines of arithmetic on keypoints, left to the caller
+(:mod:`tpsmm.animation.keypoints`, described in the manifest).
+
+The graphs are exported from the networks as :func:`optimize_for_inference` rewrites them
+(fused up-convolutions, group norm), with the direct convolutions (Winograd's NNPACK calls
+exist only in torch). ONNX has no matrix inverse, so the 8x8 TPS systems are solved inside
+the graph by Gauss-Jordan elimination with partial pivoting
+(:func:`tpsmm.geometry.tps.gauss_jordan_inverse`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tpsmm.animation.inference import optimize_for_inference
+from tpsmm.config import plain
+from tpsmm.errors import ConfigError, OutputError
+from tpsmm.generator import generate
+from tpsmm.model import TPSMM
+
+OPSET = 17  # GridSample needs 16
+MANIFEST = "manifest.json"
+_EXAMPLE_BATCH = 2
+
+
+class _KeypointGraph(nn.Module):
+    def __init__(self, model: TPSMM) -> None:
+        super().__init__()
+        self.kp_detector = model.kp_detector
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.kp_detector(image)["fg_kp"]
+
+
+class _SourceEncoderGraph(nn.Module):
+    def __init__(self, model: TPSMM) -> None:
+        super().__init__()
+        self.inpainting_network = model.inpainting_network
+
+    def forward(self, source: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.inpainting_network.encode(source))
+
+
+class _GeneratorGraph(nn.Module):
+    def __init__(self, model: TPSMM) -> None:
+        super().__init__()
+        self.dense_motion_network = model.dense_motion_network
+        self.inpainting_network = model.inpainting_network
+
+    def forward(self, source: torch.Tensor, kp_source: torch.Tensor, kp_driving: torch.Tensor,
+                *encoder_maps: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        kp_source = kp_source.expand(kp_driving.shape[0], -1, -1)
+        generated = generate(self.dense_motion_network, self.inpainting_network, source,
+                             kp_source, kp_driving, encoder_maps=list(encoder_maps))
+        return (generated["prediction"], generated["motion"]["deformation"],
+                *generated["occlusion_map"])
+
+
+class _AVDGraph(nn.Module):
+    def __init__(self, model: TPSMM) -> None:
+        super().__init__()
+        self.avd_network = model.avd_network
+
+    def forward(self, kp_source: torch.Tensor, kp_driving: torch.Tensor) -> torch.Tensor:
+        return self.avd_network({"fg_kp": kp_source}, {"fg_kp": kp_driving})["fg_kp"]
+
+
+def _spec(name: str, tensor: torch.Tensor, batch_axis: bool, value_range: str) -> dict:
+    shape: list[Any] = list(tensor.shape)
+    if batch_axis:
+        shape[0] = "batch"
+    return {"name": name, "shape": shape, "dtype": "float32", "range": value_range}
+
+
+def _export(module: nn.Module, inputs: dict[str, tuple[torch.Tensor, bool, str]],
+            outputs: dict[str, tuple[torch.Tensor, bool, str]], path: Path) -> dict:
+    """Export ``module`` called on the ``inputs`` (name: example, batch axis?, range) and
+    return the manifest entry; ``outputs`` are the module's outputs, likewise."""
+    dynamic = {name: {0: "batch"} for name, (_, batched, _) in {**inputs, **outputs}.items()
+               if batched}
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of torch.export's, which does
+        # not yet take these networks; and it warns that eval-mode InstanceNorm ignores
+        # running statistics, which these norms do not keep.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, tuple(t for t, _, _ in inputs.values()), str(path),
+                          dynamo=False, opset_version=OPSET, input_names=list(inputs),
+                          output_names=list(outputs), dynamic_axes=dynamic)
+    import onnx  # the deploy extra; checked by export_onnx
+
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    return {"file": path.name,
+            "inputs": [_spec(n, *spec) for n, spec in inputs.items()],
+            "outputs": [_spec(n, *spec) for n, spec in outputs.items()]}
+
+
+def export_onnx(model: TPSMM, folder: str | Path) -> Path:
+    """Write ``model``'s graphs and ``manifest.json`` into ``folder``; returns the manifest.
+
+    ``model`` is not changed (a copy is rewritten for inference). Raises
+    :class:`ConfigError` without the ``onnx`` package, :class:`OutputError` when
+    ``folder`` cannot be written.
+    """
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise ConfigError("exporting to ONNX needs the onnx package: "
+                          "pip install 'tpsmm[deploy]'") from None
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{folder}: cannot write ({error.strerror or error})") from None
+    has_avd = not model.loaded or "avd_network" in model.loaded
+    model = optimize_for_inference(copy.deepcopy(model).cpu(), torch.device("cpu"), "fp32",
+                                   winograd=False)
+    size = model.config.image_size
+    image = torch.rand(_EXAMPLE_BATCH, 3, size, size, generator=torch.Generator().manual_seed(0))
+    source = image[:1]
+    unit, signed = "[0, 1]", "[-1, 1]"
+    with torch.no_grad():
+        kp = model.kp_detector(image)["fg_kp"]
+        maps = model.inpainting_network.encode(source)
+        generated = _GeneratorGraph(model)(source, kp[:1], kp, *maps)
+    map_specs = {f"encoder_map_{i}": (m, False, ">= 0") for i, m in enumerate(maps)}
+    graphs = {
+        "kp_detector": _export(_KeypointGraph(model), {"image": (image, True, unit)},
+                               {"kp": (kp, True, signed)}, folder / "kp_detector.onnx"),
+        "source_encoder": _export(_SourceEncoderGraph(model), {"source": (source, False, unit)},
+                                  map_specs, folder / "source_encoder.onnx"),
+        "generator": _export(
+            _GeneratorGraph(model),
+            {"source": (source, False, unit), "kp_source": (kp[:1], False, signed),
+             "kp_driving": (kp, True, signed), **map_specs},
+            {"prediction": (generated[0], True, unit),
+             "deformation": (generated[1], True, "source coordinates, about [-1, 1]"),
+             **{f"occlusion_{i}": (m, True, unit) for i, m in enumerate(generated[2:])}},
+            folder / "generator.onnx"),
+    }
+    if has_avd:
+        graphs["avd_network"] = _export(
+            _AVDGraph(model), {"kp_source": (kp, True, signed), "kp_driving": (kp, True, signed)},
+            {"kp": (kp, True, signed)}, folder / "avd_network.onnx")
+    manifest = {
+        "format": "tpsmm-onnx",
+        "version": 1,
+        "opset": OPSET,
+        "image_size": size,
+        "num_keypoints": int(kp.shape[1]),
+        "layout": "NCHW, RGB, float32",
+        "config": plain(model.config),
+        "graphs": graphs,
+        "chain": [
+            "once per source image: kp_source = kp_detector(source); "
+            "encoder maps = source_encoder(source)",
+            "per batch of driving frames: kp = kp_detector(frames)",
+            "mode standard: kp_driving = kp; mode avd: kp_driving = avd_network(kp_source "
+            "repeated to the batch, kp)",
+            "mode relative: kp_driving = kp_source + (kp - kp_first) * scale, kp_first the "
+            "first driving frame's keypoints, scale = sqrt(convex hull area of kp_source / "
+            "that of kp_first)",
+            "prediction = generator(source, kp_source, kp_driving, encoder maps)",
+        ],
+    }
+    path = folder / MANIFEST
+    path.write_text(json.dumps(manifest, indent=1) + "\n")
+    return path
