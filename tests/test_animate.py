@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.machinery
 import math
 import os
 import subprocess
 import sys
 import time
-import types
 import wave
 from fractions import Fraction
 from pathlib import Path
@@ -19,6 +17,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from test_animate_inference import fake_face_alignment
 
 from tpsmm import TPSMM, load_config
 from tpsmm.animation import Animator
@@ -347,28 +346,15 @@ def test_best_frame_by_face_landmarks_when_available(fast_animator, tmp_path, mo
     """Only the third-party package is replaced: our loading (its cached weights), landmark
     and distance code all run."""
 
-    class FaceAlignment:
+    def corners(image):
         """Landmarks: the square's corners, or no face in frame 0."""
+        ys, xs = np.nonzero(image.min(-1) == 255)
+        if len(xs) == 0:
+            return None
+        return [np.array([[xs.min(), ys.min()], [xs.max(), ys.min()],
+                          [xs.min(), ys.max()], [xs.max(), ys.max() + xs.min() % 7]])]
 
-        def __init__(self, kind, flip_input, device):
-            assert (kind, flip_input, device) == ("2D", True, "cpu")
-
-        def get_landmarks(self, image):
-            ys, xs = np.nonzero(image.min(-1) == 255)
-            if len(xs) == 0:
-                return None
-            return [np.array([[xs.min(), ys.min()], [xs.max(), ys.min()],
-                              [xs.min(), ys.max()], [xs.max(), ys.max() + xs.min() % 7]])]
-
-    package = types.ModuleType("face_alignment")
-    package.__spec__ = importlib.machinery.ModuleSpec("face_alignment", None)
-    package.LandmarksType = types.SimpleNamespace(TWO_D="2D")
-    package.FaceAlignment = FaceAlignment
-    monkeypatch.setitem(sys.modules, "face_alignment", package)
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
-    for name in ("s3fd-619a316812.pth", "2DFAN4-cd938726ad.zip"):
-        (tmp_path / "hub" / "checkpoints" / name).write_bytes(b"")
+    fake_face_alignment(monkeypatch, tmp_path / "hub", corners, weights=True)
     assert isinstance(FaceLandmarks.load(torch.device("cpu")), FaceLandmarks)
     frames = _moving_frames(6)
     frames[0, frames[0].min(-1) == 255] = 0

@@ -6,6 +6,7 @@ import copy
 import importlib.machinery
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,15 +62,22 @@ def test_fp32_instance_norm_is_instance_norm_and_stays_fp32() -> None:
     torch.testing.assert_close(replacement(channels_last), norm(x), rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_optimize_for_inference_keeps_outputs_and_state_dict(precision, tiny_case) -> None:
-    model = tiny_case.model()
-    source, driving = tiny_case.tensor("input.source"), tiny_case.tensor("input.driving")
+def _golden_animation(model, case) -> tuple[torch.Tensor, ...]:
+    """The golden source, its keypoints, the golden driving keypoints, and the standard-mode
+    prediction of ``model`` (unoptimised) from them."""
+    source, driving = case.tensor("input.source"), case.tensor("input.driving")
     with torch.no_grad():
         kp_source = model.kp_detector(source)["fg_kp"]
         kp_driving = model.kp_detector(driving)["fg_kp"]
         expected = generate(model.dense_motion_network, model.inpainting_network, source,
                             kp_source, kp_driving)["prediction"]
+    return source, kp_source, kp_driving, expected
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_optimize_for_inference_keeps_outputs_and_state_dict(precision, tiny_case) -> None:
+    model = tiny_case.model()
+    source, kp_source, kp_driving, expected = _golden_animation(model, tiny_case)
     keys = list(model.state_dict())
     optimized = optimize_for_inference(copy.deepcopy(model), torch.device("cpu"), precision)
     modules = list(optimized.modules())
@@ -132,32 +140,41 @@ def test_keypoint_distances_pick_the_same_pose() -> None:
     assert distances.shape == (3,) and int(np.argmin(distances)) == 1
 
 
-def _fake_face_alignment(monkeypatch, tmp_path) -> None:
-    """A face_alignment module whose landmarks are the image's brightest pixels."""
+def _brightest_pixels(image: np.ndarray) -> list[np.ndarray]:
+    grey = image.astype(int).sum(-1)
+    order = np.argsort(grey, axis=None)[-6:]
+    return [np.stack([order % image.shape[1], order // image.shape[1]], -1)]
+
+
+def fake_face_alignment(monkeypatch, hub: Path, landmarks=_brightest_pixels,
+                        weights: bool = False) -> None:
+    """A ``face_alignment`` package whose ``get_landmarks`` is ``landmarks`` (by default the
+    image's brightest pixels), with the torch hub cache in ``hub`` (holding its weights'
+    files when ``weights``): only the third-party package is replaced."""
 
     class FaceAlignment:
         def __init__(self, kind, flip_input, device):
             assert kind == "2D" and flip_input and device == "cpu"
 
         def get_landmarks(self, image: np.ndarray):
-            grey = image.astype(int).sum(-1)
-            order = np.argsort(grey, axis=None)[-6:]
-            return [np.stack([order % image.shape[1], order // image.shape[1]], -1)]
+            return landmarks(image)
 
     module = types.ModuleType("face_alignment")
     module.__spec__ = importlib.machinery.ModuleSpec("face_alignment", None)
     module.LandmarksType = types.SimpleNamespace(TWO_D="2D")
     module.FaceAlignment = FaceAlignment
     monkeypatch.setitem(sys.modules, "face_alignment", module)
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+    if weights:
+        (hub / "checkpoints").mkdir(parents=True)
+        for name in ("s3fd-619a316812.pth", "2DFAN4-cd938726ad.zip"):
+            (hub / "checkpoints" / name).write_bytes(b"")
 
 
 def test_face_landmarks_need_the_package_and_its_weights(monkeypatch, tmp_path) -> None:
-    _fake_face_alignment(monkeypatch, tmp_path)
+    fake_face_alignment(monkeypatch, tmp_path / "empty")
     assert FaceLandmarks.load(torch.device("cpu")) is None  # weights not downloaded
-    (tmp_path / "checkpoints").mkdir()
-    for name in ("s3fd-619a316812.pth", "2DFAN4-cd938726ad.zip"):
-        (tmp_path / "checkpoints" / name).write_bytes(b"")
+    fake_face_alignment(monkeypatch, tmp_path / "hub", weights=True)
     landmarks = FaceLandmarks.load(torch.device("cpu"))
     assert landmarks is not None
     image = np.zeros((8, 8, 3), np.uint8)
@@ -173,12 +190,7 @@ def test_without_nnpack_the_direct_convolutions_run(nnpack, tiny_case, monkeypat
     """Winograd goes through torch's private NNPACK calls; a torch without them (another
     build, a later version) must fall back to the direct convolutions, same outputs."""
     model = tiny_case.model()
-    source, driving = tiny_case.tensor("input.source"), tiny_case.tensor("input.driving")
-    with torch.no_grad():
-        kp_source = model.kp_detector(source)["fg_kp"]
-        kp_driving = model.kp_detector(driving)["fg_kp"]
-        expected = generate(model.dense_motion_network, model.inpainting_network, source,
-                            kp_source, kp_driving)["prediction"]
+    source, kp_source, kp_driving, expected = _golden_animation(model, tiny_case)
     if nnpack == "no check":
         monkeypatch.delattr(torch, "_nnpack_available", raising=False)
     elif nnpack == "no convolution":

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from tpsmm.errors import CheckpointError, OutputError
-from tpsmm.files import temporary_sibling
+from tpsmm.files import atomic_write
 
 NETWORK_NAMES = (
     "kp_detector",
@@ -54,18 +54,9 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = temporary_sibling(path)
+        atomic_write(path, lambda file: torch.save(obj, file))
     except OSError as error:
-        raise OutputError(f"{path}: cannot write ({error.strerror})") from None
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(obj, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+        raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
 
 
 def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

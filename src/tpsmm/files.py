@@ -13,6 +13,7 @@ import secrets
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 _ATTEMPTS = 100
 
@@ -70,17 +71,25 @@ def remove_stale_temporaries(folder: Path) -> None:
         remove_stale_siblings(stale.parent / stale.name[1:].split(".tmp-", 1)[0])
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary sibling and a rename.
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Call ``write`` on a temporary sibling of ``path`` opened for binary writing, flush it
+    to the disk, then rename it to ``path``; on any failure nothing is left.
 
     Raises:
         OSError: the folder cannot be written.
     """
     handle, temporary = temporary_sibling(path)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """:func:`atomic_write` of ``text`` in UTF-8."""
+    atomic_write(path, lambda file: file.write(text.encode("utf-8")))
