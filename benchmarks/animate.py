@@ -114,12 +114,16 @@ def _read(folder: Path) -> np.ndarray:
 def speed(args: argparse.Namespace, folder: Path) -> None:
     checkpoint, config = _save_model(folder, reduced=False)
     source_png, driving = _inputs(folder, args.frames)
-    # A variant is a torch precision, or an ONNX engine (fp32 on the CPU).
-    variants = {precision: (precision, "torch") for precision in args.precisions}
-    variants.update({backend: ("fp32", backend) for backend in args.backends})
+    # A variant is a torch precision, compiled or not, or an ONNX engine (fp32, CPU).
+    variants = {precision: (precision, "torch", False) for precision in args.precisions}
+    if args.compile:
+        variants.update({f"{precision} compiled": (precision, "torch", True)
+                         for precision in args.precisions})
+    variants.update({backend: ("fp32", backend, False) for backend in args.backends})
     animators = {name: Animator.from_checkpoint(checkpoint, config, device=args.device,
-                                                precision=precision, backend=backend)
-                 for name, (precision, backend) in variants.items()}
+                                                precision=precision, backend=backend,
+                                                compile=compiled)
+                 for name, (precision, backend, compiled) in variants.items()}
     device = next(iter(animators.values())).device
     model = TPSMM.from_checkpoint(checkpoint, config, map_location=device)
     source = to_tensor(load_image(source_png)[None]).to(device)
@@ -132,12 +136,13 @@ def speed(args: argparse.Namespace, folder: Path) -> None:
           f"best of {args.rounds} interleaved rounds after a warm-up")
     # A precision without hardware support runs generic kernels, tens of times slower: it
     # is timed on its first batch only, once, so that the run still ends in minutes.
-    slow = [p for p in args.precisions if not native_reduced_precision(device, p)]
+    slow = [v for v, (p, _, _) in variants.items() if not native_reduced_precision(device, p)]
     if args.backends:
         print(f"ONNX engines: the vox-256 graphs of `tpsmm export`, {', '.join(args.backends)}, "
               f"{torch.get_num_threads()} threads")
-    for precision in slow:
-        print(f"{precision}: no native {precision} on this {device.type} (generic kernels); "
+    for variant in slow:
+        precision = variants[variant][0]
+        print(f"{variant}: no native {precision} on this {device.type} (generic kernels); "
               f"timed once on the first {args.slow_frames} frames")
     print()
     slow_driving = folder / "driving-first"
@@ -161,7 +166,7 @@ def speed(args: argparse.Namespace, folder: Path) -> None:
         return seconds
 
     # Warm-up, so that no side is timed creating its kernels: the loop on one frame, each
-    # animator on one batch of the size it will use.
+    # animator on one batch of the size it will use (compiling, for the compiled ones).
     animate_frame_by_frame(model, source, frames[:1])
     for variant, animator in animators.items():
         if variant not in slow:
@@ -263,6 +268,9 @@ def main() -> None:
     parser.add_argument("--slow-frames", type=int, default=2,
                         help="frames for precisions without hardware support (default 2)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time each precision with torch.compile (compiling, minutes "
+                        "per variant, is not timed)")
     parser.add_argument("--backends", nargs="*", default=_installed_backends(),
                         choices=["onnxruntime", "openvino"],
                         help="ONNX engines timed besides torch (default: those installed)")

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from test_train import tiny_config
 
+from tpsmm.animation import Animator
 from tpsmm.animation.best_frame import (
     FaceLandmarks,
     keypoint_distances,
@@ -208,3 +209,19 @@ def test_without_nnpack_the_direct_convolutions_run(nnpack, tiny_case, monkeypat
     assert not any(isinstance(m, WinogradConv2d) for m in stage.model.modules())
     losses, _ = stage.step({key: torch.rand(1, 3, 64, 64) for key in ("source", "driving")}, 1)
     assert all(torch.isfinite(value) for value in losses.values())
+
+
+@pytest.mark.slow(minutes=3)
+def test_compiled_networks_give_the_same_frames(tiny_case) -> None:
+    """``torch.compile`` (CPU: inductor's C++) for batches of 4; 6 frames make a second
+    batch of 2, padded to 4."""
+    frames = torch.cat([tiny_case.tensor("input.driving_initial"),
+                        tiny_case.tensor("input.driving")] * 2)[:6]
+    outputs = {}
+    for compiled in (False, True):
+        animator = Animator(tiny_case.model(), device="cpu", batch_size=4, compile=compiled)
+        source = animator.prepare(tiny_case.tensor("input.source")[0])
+        outputs[compiled] = torch.cat([animator.animate_frames(source, frames[:4]),
+                                       animator.animate_frames(source, frames[4:],
+                                                               reference=frames[:1])])
+    torch.testing.assert_close(outputs[True], outputs[False], rtol=0, atol=1e-4)

@@ -112,6 +112,8 @@ class Animator:
         batch_size: frames per batch; by default 4 on the CPU, 16 on CUDA, 8 on MPS.
         backend: ``torch`` (default), or ``onnxruntime`` / ``openvino``: the model's ONNX
             graphs run by that engine (CPU, fp32; needs ``pip install 'tpsmm[deploy]'``).
+        compile: ``torch.compile`` the networks (torch backend) for batches of
+            ``batch_size``; the first batch then takes minutes to compile.
 
     >>> animator = Animator.from_checkpoint("vox.pth.tar", config="vox-256")
     >>> source = animator.prepare("face.png")          # the source's work, done once
@@ -121,7 +123,7 @@ class Animator:
 
     def __init__(self, model: TPSMM, device: str | torch.device = "auto",
                  precision: str = "fp32", batch_size: int | None = None,
-                 backend: str = "torch") -> None:
+                 backend: str = "torch", compile: bool = False) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if batch_size is not None and batch_size < 1:
@@ -135,7 +137,8 @@ class Animator:
         self.backend = backend
         # Which networks came from a checkpoint (a model built in code has none listed).
         self.loaded = list(model.loaded)
-        self.engine = make_engine(model, backend, self.device, precision)
+        self.engine = make_engine(model, backend, self.device, precision,
+                                  self.batch_size if compile else None)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | os.PathLike,
@@ -458,7 +461,7 @@ def animate(source: ImageInput, driving: str | os.PathLike, output: str | os.Pat
             mode: str = "relative", device: str = "auto", precision: str = "fp32",
             batch_size: int | None = None, fit_mode: str = "crop", fps: float | None = None,
             find_best_frame: bool = False, progress: bool = False,
-            backend: str = "torch") -> AnimationResult:
+            backend: str = "torch", compile: bool = False) -> AnimationResult:
     """Animate ``source`` with ``driving`` into ``output``, in one call.
 
     Loads the checkpoint each time; use an :class:`Animator` to animate several videos.
@@ -467,6 +470,7 @@ def animate(source: ImageInput, driving: str | os.PathLike, output: str | os.Pat
     >>> animate("face.png", "speech.mp4", "out.mp4", checkpoint="vox.pth.tar", config="vox-256")
     """
     animator = Animator.from_checkpoint(checkpoint, config, device=device, precision=precision,
-                                        batch_size=batch_size, backend=backend)
+                                        batch_size=batch_size, backend=backend,
+                                        compile=compile)
     return animator.animate(source, driving, output, mode=mode, fit_mode=fit_mode, fps=fps,
                             find_best_frame=find_best_frame, progress=progress)

@@ -50,6 +50,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="what runs the networks: torch (default, any device), or the "
                    "model's ONNX graphs in onnxruntime or openvino (CPU, fp32; pip install "
                    "'tpsmm[deploy]')")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the networks (torch backend): faster per frame, but "
+                   "the first batch takes minutes to compile; for long videos")
     p.add_argument("--batch-size", type=positive_int, metavar="N",
                    help="frames animated at once (default: 4 on the CPU, 16 on CUDA)")
     p.add_argument("--find-best-frame", action="store_true",
@@ -83,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         torch.backends.cudnn.benchmark = True
     animator = Animator.from_checkpoint(args.checkpoint, config, device=device,
                                         precision=args.precision, batch_size=args.batch_size,
-                                        backend=args.backend)
+                                        backend=args.backend, compile=args.compile)
     if not native_reduced_precision(animator.device, args.precision):
         _warn(f"this CPU has no native {args.precision} instructions (AVX-512 BF16/FP16 or "
               f"AMX): {args.precision} runs much slower than fp32 here (measured ~20x on AVX2)")

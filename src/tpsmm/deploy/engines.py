@@ -35,16 +35,36 @@ BACKENDS = ("torch", "onnxruntime", "openvino")
 
 
 class TorchEngine:
-    """The networks in torch, rewritten for inference on ``device`` in ``precision``."""
+    """The networks in torch, rewritten for inference on ``device`` in ``precision``.
 
-    def __init__(self, model: TPSMM, device: torch.device, precision: str) -> None:
+    ``compile_batch``: compile the keypoint detector, dense motion and inpainting networks
+    with ``torch.compile`` for batches of this many frames (smaller ones are padded to it,
+    so that no other shape is ever compiled). Compiled code cannot call NNPACK, so the
+    direct convolutions are kept; the source encoder, run once, stays eager.
+    """
+
+    def __init__(self, model: TPSMM, device: torch.device, precision: str,
+                 compile_batch: int | None = None) -> None:
         model.bg_predictor = None  # animation never moves the background, as the reference
-        self.model = optimize_for_inference(model, device, precision)
+        self.model = optimize_for_inference(model, device, precision,
+                                            winograd=compile_batch is None)
         self.device = device
         self.precision = precision
+        self.compile_batch = compile_batch
+        if compile_batch is not None:
+            for network in (self.model.kp_detector, self.model.dense_motion_network,
+                            self.model.inpainting_network):
+                network.forward = torch.compile(network.forward, dynamic=False)
+
+    def _padded(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` with its last item repeated up to the compiled batch."""
+        missing = (self.compile_batch or 0) - tensor.shape[0]
+        if missing <= 0:
+            return tensor
+        return torch.cat([tensor, tensor[-1:].expand(missing, *tensor.shape[1:])])
 
     def keypoints(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.model.kp_detector(frames)["fg_kp"]
+        return self.model.kp_detector(self._padded(frames))["fg_kp"][: frames.shape[0]]
 
     def encode(self, source: torch.Tensor) -> list[torch.Tensor]:
         return self.model.inpainting_network.encode(source)
@@ -52,11 +72,13 @@ class TorchEngine:
     def generate(self, source: torch.Tensor, kp_source: torch.Tensor, kp_driving: torch.Tensor,
                  encoder_maps: list[torch.Tensor]) -> torch.Tensor:
         """``kp_source: (1, K*5, 2)`` -> ``(B, 3, S, S)`` fp32 in [0, 1]."""
+        count = kp_driving.shape[0]
+        kp_driving = self._padded(kp_driving)
         generated = generate(self.model.dense_motion_network, self.model.inpainting_network,
                              source, kp_source.expand(kp_driving.shape[0], -1, -1), kp_driving,
                              encoder_maps=encoder_maps,
                              decoder_context=autocast(self.device, self.precision))
-        return generated["prediction"].float()
+        return generated["prediction"][:count].float()
 
     def avd(self, kp_source: torch.Tensor, kp_driving: torch.Tensor) -> torch.Tensor:
         return self.model.avd_network({"fg_kp": kp_source}, {"fg_kp": kp_driving})["fg_kp"]
@@ -156,13 +178,17 @@ def _openvino_session(path: Path, threads: int):
     return run
 
 
-def make_engine(model: TPSMM, backend: str, device: torch.device,
-                precision: str) -> TorchEngine | GraphEngine:
-    """The engine ``backend`` names for ``model`` (which a torch engine takes over)."""
+def make_engine(model: TPSMM, backend: str, device: torch.device, precision: str,
+                compile_batch: int | None = None) -> TorchEngine | GraphEngine:
+    """The engine ``backend`` names for ``model`` (which a torch engine takes over);
+    ``compile_batch`` as for :class:`TorchEngine`."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "torch":
-        return TorchEngine(model, device, precision)
+        return TorchEngine(model, device, precision, compile_batch)
+    if compile_batch is not None:
+        raise ConfigError(f"--compile is for --backend torch; {backend} optimises its graphs "
+                          "itself")
     if device.type != "cpu" or precision != "fp32":
         raise ConfigError(f"--backend {backend} runs on the CPU in fp32 here; use --backend "
                           "torch for other devices and precisions")
