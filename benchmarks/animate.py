@@ -115,15 +115,20 @@ def speed(args: argparse.Namespace, folder: Path) -> None:
     checkpoint, config = _save_model(folder, reduced=False)
     source_png, driving = _inputs(folder, args.frames)
     # A variant is a torch precision, compiled or not, or an ONNX engine (fp32, CPU).
-    variants = {precision: (precision, "torch", False) for precision in args.precisions}
+    # Each at every --batch-sizes (None: the animator's default for the device).
+    kinds = {precision: (precision, "torch", False) for precision in args.precisions}
     if args.compile:
-        variants.update({f"{precision} compiled": (precision, "torch", True)
-                         for precision in args.precisions})
-    variants.update({backend: ("fp32", backend, False) for backend in args.backends})
+        kinds.update({f"{precision} compiled": (precision, "torch", True)
+                      for precision in args.precisions})
+    kinds.update({backend: ("fp32", backend, False) for backend in args.backends})
+    variants = {(kind if batch is None or len(args.batch_sizes) == 1 else f"{kind} b{batch}"):
+                (*spec, batch) for kind, spec in kinds.items() for batch in args.batch_sizes}
+    if "fp32" not in variants:  # the PSNR reference: fp32 at the first batch size
+        variants["fp32"] = ("fp32", "torch", False, args.batch_sizes[0])
     animators = {name: Animator.from_checkpoint(checkpoint, config, device=args.device,
                                                 precision=precision, backend=backend,
-                                                compile=compiled)
-                 for name, (precision, backend, compiled) in variants.items()}
+                                                compile=compiled, batch_size=batch)
+                 for name, (precision, backend, compiled, batch) in variants.items()}
     device = next(iter(animators.values())).device
     model = TPSMM.from_checkpoint(checkpoint, config, map_location=device)
     source = to_tensor(load_image(source_png)[None]).to(device)
@@ -136,7 +141,7 @@ def speed(args: argparse.Namespace, folder: Path) -> None:
           f"best of {args.rounds} interleaved rounds after a warm-up")
     # A precision without hardware support runs generic kernels, tens of times slower: it
     # is timed on its first batch only, once, so that the run still ends in minutes.
-    slow = [v for v, (p, _, _) in variants.items() if not native_reduced_precision(device, p)]
+    slow = [v for v, (p, *_) in variants.items() if not native_reduced_precision(device, p)]
     if args.backends:
         print(f"ONNX engines: the vox-256 graphs of `tpsmm export`, {', '.join(args.backends)}, "
               f"{torch.get_num_threads()} threads")
@@ -261,13 +266,16 @@ def _installed_backends() -> list[str]:
     return [name for name in ("onnxruntime", "openvino") if importlib.util.find_spec(name)]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=8, help="driving frames timed (default 8)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
     parser.add_argument("--slow-frames", type=int, default=2,
                         help="frames for precisions without hardware support (default 2)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[None],
+                        help="frames per batch of tpsmm animate, each timed (default: its "
+                        "default for the device)")
     parser.add_argument("--compile", action="store_true",
                         help="also time each precision with torch.compile (compiling, minutes "
                         "per variant, is not timed)")
@@ -283,7 +291,7 @@ def main() -> None:
     parser.add_argument("--skip-speed", action="store_true", help="only the RSS comparison")
     parser.add_argument("--skip-rss", action="store_true", help="only the speed comparison")
     parser.add_argument("--rss-child", nargs=5, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.rss_child:
         rss_child(*args.rss_child)
         return

@@ -128,7 +128,9 @@ class Animator:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        self.device = resolve_device(device)
+        # The ONNX engines run on the CPU: "auto" means it for them.
+        graph = backend != "torch" and str(device) == "auto"
+        self.device = resolve_device("cpu" if graph else device)
         self.precision = precision
         self.batch_size = batch_size or DEFAULT_BATCH_SIZE.get(self.device.type, 4)
         self.config: Config = model.config
