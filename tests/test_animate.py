@@ -305,7 +305,9 @@ def test_streaming_holds_one_batch_not_the_video(fast_files, tmp_path):
              str(fast_files["checkpoint"]), str(source), str(driving),
              str(tmp_path / f"out{count}.mp4")],
             capture_output=True, text=True, check=True, timeout=300,
-            env=dict(os.environ, OMP_NUM_THREADS="1"))
+            env=dict(os.environ, OMP_NUM_THREADS="1"),
+            # Apart from the test process: its stdin is pytest-xdist's channel.
+            stdin=subprocess.DEVNULL, start_new_session=True)
         frames, peaks[count] = map(int, done.stdout.split())
         assert frames == count
     growth_mib = (peaks[400] - peaks[40]) / 1024
