@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 
 # Before torch loads OpenMP: threads that sleep instead of spinning while
@@ -43,6 +44,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return -1.0 if marker is None else marker.kwargs.get("minutes", 0.0)
 
     items.sort(key=minutes, reverse=True)  # stable: file order within equal keys
+
+
+@pytest.fixture(autouse=True)
+def _sigchld_handler_of_the_test_alone():
+    """Restore SIGCHLD's handler after each test. A DataLoader with workers installs torch's
+    (once per process, for good); in a test process that later runs OpenVINO and a
+    subprocess, the child's exit then crashed the process (a segmentation fault, found by
+    running the tests of one xdist worker in its order)."""
+    handler = signal.getsignal(signal.SIGCHLD)
+    yield
+    signal.signal(signal.SIGCHLD, handler)
 
 
 @pytest.fixture
