@@ -11,7 +11,6 @@ import torch
 from test_animate import _cli, _frame_dir, _model_files, _moving_frames, _read_frames, _save_png
 from test_golden import ATOL, FULL_RESOLUTION_IMAGE_ATOL
 
-from tpsmm.animation.keypoints import relative_kp, relative_scale
 from tpsmm.cli import main
 from tpsmm.deploy.engines import GraphEngine
 from tpsmm.deploy.onnx_export import export_onnx
@@ -124,15 +123,6 @@ def test_animate_through_each_backend_is_within_one_level_of_torch(backend, mode
     expected, got = _read_frames(outputs["torch"]), _read_frames(outputs[backend])
     assert got.shape == expected.shape == (6, 64, 64, 3)
     assert np.abs(got.astype(int) - expected).max() <= 1
-
-
-def test_relative_keypoints_are_the_manifests_arithmetic(tiny_case) -> None:
-    """The manifest tells apps how relative mode moves keypoints; it is what we do."""
-    kp = tiny_case.tensor("kp_detector.driving")
-    kp_source, first = tiny_case.tensor("kp_detector.source")[:1], kp[:1]
-    scale = relative_scale(kp_source, first)
-    assert torch.equal(relative_kp(kp_source, kp, first, scale),
-                       kp_source + (kp - first) * scale)
 
 
 def test_export_command_and_a_missing_runtime(avd_files, tmp_path, monkeypatch, capsys) -> None:

@@ -26,6 +26,7 @@ the graph by Gauss-Jordan elimination with partial pivoting
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import warnings
 from pathlib import Path
@@ -87,6 +88,15 @@ class _AVDGraph(nn.Module):
         return self.avd_network({"fg_kp": kp_source}, {"fg_kp": kp_driving})["fg_kp"]
 
 
+def _onnx():
+    """The ``onnx`` package (the deploy extra), or one line saying how to install it."""
+    try:
+        return importlib.import_module("onnx")
+    except ImportError:
+        raise ConfigError("exporting to ONNX needs the onnx package: "
+                          "pip install 'tpsmm[deploy]'") from None
+
+
 def _spec(name: str, tensor: torch.Tensor, batch_axis: bool, value_range: str) -> dict:
     shape: list[Any] = list(tensor.shape)
     if batch_axis:
@@ -108,8 +118,7 @@ def _export(module: nn.Module, inputs: dict[str, tuple[torch.Tensor, bool, str]]
         torch.onnx.export(module, tuple(t for t, _, _ in inputs.values()), str(path),
                           dynamo=False, opset_version=OPSET, input_names=list(inputs),
                           output_names=list(outputs), dynamic_axes=dynamic)
-    import onnx  # the deploy extra; checked by export_onnx
-
+    onnx = _onnx()
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     return {"file": path.name,
             "inputs": [_spec(n, *spec) for n, spec in inputs.items()],
@@ -123,11 +132,7 @@ def export_onnx(model: TPSMM, folder: str | Path) -> Path:
     :class:`ConfigError` without the ``onnx`` package, :class:`OutputError` when
     ``folder`` cannot be written.
     """
-    try:
-        import onnx  # noqa: F401
-    except ImportError:
-        raise ConfigError("exporting to ONNX needs the onnx package: "
-                          "pip install 'tpsmm[deploy]'") from None
+    _onnx()  # a missing package is said before any work
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
