@@ -23,3 +23,8 @@ class InputError(TPSMMError):
 
 class OutputError(TPSMMError):
     """An output path cannot be written."""
+
+
+class MissingExtraError(TPSMMError):
+    """A feature needs an optional package that is not installed; the message says which
+    ``pip install 'tpsmm[extra]'`` brings it."""

@@ -31,11 +31,14 @@ from tqdm import tqdm
 from tpsmm.animation.best_frame import FaceLandmarks, keypoint_distances
 from tpsmm.animation.keypoints import relative_kp, relative_scale
 from tpsmm.config import Config
-from tpsmm.data.images import FIT_MODES, fit, load_image, to_tensor, to_uint8
+from tpsmm.data.images import FIT_MODES, Box, fit, load_image, to_tensor, to_uint8
 from tpsmm.data.video import VideoReader, has_audio, open_video, open_writer
 from tpsmm.deploy.engines import make_engine
 from tpsmm.devices import PRECISIONS, resolve_device
 from tpsmm.errors import CheckpointError, InputError
+from tpsmm.framing.detectors import Detector
+from tpsmm.framing.paste_back import PasteBack
+from tpsmm.framing.plan import VideoFraming, cut, resolve_crop, source_window
 from tpsmm.model import TPSMM
 
 MODES = ("relative", "standard", "avd")
@@ -43,6 +46,8 @@ NEEDED_NETWORKS = ("kp_detector", "dense_motion_network", "inpainting_network")
 # Frames per batch when not given. On the CPU, batches beyond a few frames gain nothing
 # and only cost memory; GPUs need larger ones to fill up.
 DEFAULT_BATCH_SIZE = {"cpu": 4, "cuda": 16, "mps": 8}
+# The longest side of pasted-back output by default: full HD.
+DEFAULT_MAX_SIZE = 1920
 
 ImageInput = str | os.PathLike | np.ndarray | torch.Tensor
 """What an image may be given as: a file, an (H, W, 3) array or a (3, H, W) tensor."""
@@ -73,21 +78,27 @@ class AnimationResult:
         output: the file or directory written.
         frames: number of frames written.
         fps: their frame rate.
-        size: their side in pixels (the model size).
+        frame_size: their ``(height, width)`` in pixels: the model size, or the source's
+            (capped) when pasted back.
         seconds: wall time of the whole call.
         audio: whether the output carries the driving video's audio.
-        best_frame: index of the reference frame chosen by ``find_best_frame``, else None.
+        best_frame: index of the reference frame chosen by ``find_best_frame`` (for the
+            first tube when cropping), else None.
         best_frame_by: ``"face landmarks"`` or ``"keypoints"``, what chose it; else None.
+        tubes: the driving video's tubes (one when not cropping).
+        source_window: where the source was cropped, None when it was fitted whole.
     """
 
     output: Path
     frames: int
     fps: float
-    size: int
+    frame_size: tuple[int, int]
     seconds: float
     audio: bool
     best_frame: int | None = None
     best_frame_by: str | None = None
+    tubes: int = 1
+    source_window: Box | None = None
 
     @property
     def frames_per_second(self) -> float:
@@ -166,15 +177,20 @@ class Animator:
     # ----------------------------------------------------------------------- the frame path
 
     @torch.inference_mode()
-    def prepare(self, source: ImageInput, fit_mode: str = "crop") -> PreparedSource:
+    def prepare(self, source: ImageInput, fit_mode: str = "crop",
+                window: Box | None = None) -> PreparedSource:
         """Do the work that depends on the source image alone.
 
         Args:
             source: an image file; an ``(H, W, 3)`` array, uint8 or float in [0, 1]; or a
                 ``(3, H, W)`` / ``(1, 3, H, W)`` float tensor in [0, 1]. Any size: it is
                 fitted to the model size with ``fit_mode`` (crop, pad or stretch).
+            window: cut this square window out instead (e.g. around a face), padded with
+                black where it leaves the image.
         """
-        image = self._fit(_image_batch(source), fit_mode)
+        image = _image_batch(source)
+        image = self._fit(image, fit_mode) if window is None else self._on_device(
+            cut(image, window, self.image_size))
         return PreparedSource(
             image=image,
             kp=self.engine.keypoints(image),
@@ -247,7 +263,9 @@ class Animator:
     def animate(self, source: PreparedSource | ImageInput, driving: str | os.PathLike | VideoReader,
                 output: str | os.PathLike, mode: str = "relative", fit_mode: str = "crop",
                 fps: float | None = None, find_best_frame: bool = False,
-                progress: bool = False) -> AnimationResult:
+                progress: bool = False, crop: str | Detector | None = None,
+                paste_back: bool = True, max_size: int | None = DEFAULT_MAX_SIZE,
+                ) -> AnimationResult:
         """Animate ``source`` with a whole driving video and write the result.
 
         Args:
@@ -262,91 +280,132 @@ class Animator:
                 the duration, so the audio is then left out.
             find_best_frame: relative mode only: measure the motion from the driving frame
                 whose pose is closest to the source's (:mod:`tpsmm.animation.best_frame`),
-                not from the first. It costs one more decoding pass and keypoint detection.
+                not from the first (in each tube when cropping). It costs one more decoding
+                pass and keypoint detection.
             progress: show a progress bar (frames/s, ETA) on stderr.
+            crop: frame the subject as the training data were (:mod:`tpsmm.framing`):
+                ``face``, ``body``, ``upper-body``, ``box:X,Y,W,H``, ``auto`` (the config's
+                subject), or a :class:`~tpsmm.framing.detectors.Detector`; None or ``none``
+                (default): fit the whole frames with ``fit_mode``. The source is cut around
+                its subject, the driving video in tubes (one more pass to find them).
+            paste_back: with ``crop``, paste the animated crop back into the source image,
+                so the output has the source's size (capped by ``max_size``); else write the
+                crops.
+            max_size: the longest side of pasted-back output; None: the source's.
 
         Raises:
             InputError: a driving frame cannot be decoded (after the frames before it were
-                animated; nothing is written), or an input is missing or unreadable.
+                animated; nothing is written), an input is missing or unreadable, or no
+                subject is found in the source or in any driving frame.
             OutputError: ``output`` cannot be written.
             CheckpointError: ``mode="avd"`` with a checkpoint that has no AVD network.
+            MissingExtraError: ``crop`` names a subject whose detector is not installed.
         """
         started = time.perf_counter()
         self._check_mode(mode)
         if fit_mode not in FIT_MODES:
             raise ValueError(f"fit_mode must be one of {', '.join(FIT_MODES)}, got {fit_mode!r}")
-        if not isinstance(source, PreparedSource):
-            source = self.prepare(source, fit_mode)
+        detector = resolve_crop(crop, self.config)
         reader = driving if isinstance(driving, VideoReader) else open_video(driving)
+        window = paste = None
+        if isinstance(source, PreparedSource):
+            if detector is not None:
+                raise ValueError("crop needs the source image, not a PreparedSource")
+        elif detector is None:
+            source = self.prepare(source, fit_mode)
+        else:
+            image = to_uint8(_image_batch(source))[0]
+            window = source_window(image, detector, _describe(source))
+            paste = PasteBack(image, window, max_size=max_size) if paste_back else None
+            source = self.prepare(image, window=window)
+        framing = (VideoFraming.whole(reader.num_frames, fit_mode) if detector is None
+                   else VideoFraming.find(reader, detector, progress))
         rate = float(fps) if fps else reader.fps
         keep_audio = reader.has_audio and rate == reader.fps
-        best_frame = best_frame_by = kp_reference = None
+        best_frame = best_frame_by = None
+        references: dict[int, torch.Tensor] = {}
         with open_writer(output, rate, audio_from=reader.path if keep_audio else None) as writer:
             try:
                 if find_best_frame and mode == "relative":
-                    best_frame, kp_reference, best_frame_by = self._find_best_frame(
-                        source, reader, fit_mode, progress
+                    references, best_frame, best_frame_by = self._find_best_frame(
+                        source, reader, framing, progress
                     )
-                self._stream(source, reader, writer, mode, fit_mode, kp_reference, progress)
+                self._stream(source, reader, writer, mode, framing, references, paste, progress)
             except InputError as error:
                 raise InputError(f"{error}; nothing was written to {writer.path}") from None
         return AnimationResult(
             output=writer.path,
             frames=writer.frames_written,
             fps=rate,
-            size=self.image_size,
+            frame_size=paste.size if paste else (self.image_size, self.image_size),
             seconds=time.perf_counter() - started,
             audio=keep_audio and has_audio(writer.path),
             best_frame=best_frame,
             best_frame_by=best_frame_by,
+            tubes=len(framing.tubes),
+            source_window=window,
         )
 
     @torch.inference_mode()
     def _stream(self, source: PreparedSource, reader: VideoReader, writer, mode: str,
-                fit_mode: str, kp_reference: torch.Tensor | None, progress: bool) -> None:
-        """Decode, animate and encode batch by batch; relative motion starts from
-        ``kp_reference``, or from the first frame when None."""
-        motion = None
+                framing: VideoFraming, references: dict[int, torch.Tensor],
+                paste: PasteBack | None, progress: bool) -> None:
+        """Decode, frame, animate and encode batch by batch. Relative motion starts, in each
+        tube, from ``references[tube]`` (``(1, K*5, 2)``), else from the tube's first frame;
+        ``paste`` puts the frames back into the source image."""
+        motions: dict[int, Callable[[torch.Tensor], torch.Tensor]] = {}
+        start = 0
         with _progress_bar(reader, "animate", progress) as bar:
             for batch in _read_ahead(reader, self.batch_size):
-                kp_driving = self._keypoints(self._fit(to_tensor(batch), fit_mode))
-                if motion is None:
-                    first = kp_driving[:1] if kp_reference is None else kp_reference
-                    motion = self._motion(mode, source, first)
-                writer.write(to_uint8(self._generate(source, motion(kp_driving))))
+                frames, runs = framing.frame(to_tensor(batch), start, self.image_size)
+                kp_driving = self._keypoints(self._on_device(frames))
+                targets = []
+                for tube, rows in runs:
+                    if tube not in motions:  # the tube starts here, at its first frame
+                        first = references.get(tube, kp_driving[rows.start : rows.start + 1])
+                        motions = {tube: self._motion(mode, source, first)}
+                    targets.append(motions[tube](kp_driving[rows]))
+                animated = self._generate(source, torch.cat(targets))
+                writer.write(paste(animated) if paste else to_uint8(animated))
+                start += len(batch)
                 bar.update(len(batch))
 
     @torch.inference_mode()
-    def _find_best_frame(self, source: PreparedSource, reader: VideoReader, fit_mode: str,
-                         progress: bool) -> tuple[int, torch.Tensor, str]:
-        """One pass over the video: the index of the frame posed most like the source, its
-        keypoints ``(1, K*5, 2)``, and what compared the poses.
+    def _find_best_frame(self, source: PreparedSource, reader: VideoReader,
+                         framing: VideoFraming, progress: bool,
+                         ) -> tuple[dict[int, torch.Tensor], int, str]:
+        """One pass over the video: in each tube, the frame posed most like the source.
 
         Face landmarks when :class:`FaceLandmarks` can be loaded and finds a face in the
         source, as the reference does; else the model's keypoints.
+
+        Returns:
+            Each tube's reference keypoints ``(1, K*5, 2)`` (a tube in which no frame had a
+            face is left out: it starts from its first frame), the first tube's reference
+            frame index, and what compared the poses.
         """
         landmarks = FaceLandmarks.load(self.device)
         source_landmarks = landmarks(to_uint8(source.image)[0]) if landmarks else None
-        best_distance, best_index, kp_reference = np.inf, 0, None
+        best: dict[int, tuple[float, int, torch.Tensor]] = {}
         start = 0
         with _progress_bar(reader, "find best frame", progress) as bar:
             for batch in _read_ahead(reader, self.batch_size):
-                frames = self._fit(to_tensor(batch), fit_mode)
+                frames, runs = framing.frame(to_tensor(batch), start, self.image_size)
+                frames = self._on_device(frames)
                 kp = self._keypoints(frames)
                 if source_landmarks is not None:
                     distances = landmarks.distances(source_landmarks, to_uint8(frames))
                 else:
                     distances = keypoint_distances(source.kp, kp)
-                index = int(np.argmin(distances))
-                if distances[index] < best_distance:
-                    best_distance, best_index = distances[index], start + index
-                    kp_reference = kp[index : index + 1]
+                for tube, rows in runs:
+                    index = rows.start + int(np.argmin(distances[rows]))
+                    if distances[index] < best.get(tube, (np.inf,))[0]:
+                        best[tube] = (distances[index], start + index, kp[index : index + 1])
                 start += len(batch)
                 bar.update(len(batch))
-        if kp_reference is None:  # no frame had a face: fall back to the first frame
-            kp_reference = self._keypoints(self._fit(to_tensor(reader.read([0])), fit_mode))
         method = "keypoints" if source_landmarks is None else "face landmarks"
-        return best_index, kp_reference, method
+        first_tube = best[0][1] if 0 in best else framing.tubes[0].start
+        return {tube: kp for tube, (_, _, kp) in best.items()}, first_tube, method
 
     # ----------------------------------------------------------------------- helpers
 
@@ -384,6 +443,11 @@ def _image_batch(image: ImageInput) -> torch.Tensor:
             raise ValueError(f"expected an (H, W, 3) image, got {image.shape}")
         return to_tensor(image[None])
     return to_tensor(load_image(image)[None])
+
+
+def _describe(image: ImageInput) -> str:
+    """How an error names a source image: its file, or what it was given as."""
+    return str(image) if isinstance(image, str | os.PathLike) else "the source image"
 
 
 def _read_ahead(reader: VideoReader, batch_size: int, depth: int = 2) -> Iterator[np.ndarray]:
@@ -463,7 +527,8 @@ def animate(source: ImageInput, driving: str | os.PathLike, output: str | os.Pat
             mode: str = "relative", device: str = "auto", precision: str = "fp32",
             batch_size: int | None = None, fit_mode: str = "crop", fps: float | None = None,
             find_best_frame: bool = False, progress: bool = False,
-            backend: str = "torch", compile: bool = False) -> AnimationResult:
+            backend: str = "torch", compile: bool = False, crop: str | None = None,
+            paste_back: bool = True, max_size: int | None = DEFAULT_MAX_SIZE) -> AnimationResult:
     """Animate ``source`` with ``driving`` into ``output``, in one call.
 
     Loads the checkpoint each time; use an :class:`Animator` to animate several videos.
@@ -475,4 +540,5 @@ def animate(source: ImageInput, driving: str | os.PathLike, output: str | os.Pat
                                         batch_size=batch_size, backend=backend,
                                         compile=compile)
     return animator.animate(source, driving, output, mode=mode, fit_mode=fit_mode, fps=fps,
-                            find_best_frame=find_best_frame, progress=progress)
+                            find_best_frame=find_best_frame, progress=progress, crop=crop,
+                            paste_back=paste_back, max_size=max_size)

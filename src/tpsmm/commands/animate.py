@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 import torch
 
 from tpsmm.animation import MODES, Animator
+from tpsmm.animation.animator import DEFAULT_MAX_SIZE
 from tpsmm.commands.arguments import positive_float, positive_int
 from tpsmm.config import load_config
 from tpsmm.data.images import FIT_MODES, load_image
 from tpsmm.data.video import open_video
 from tpsmm.deploy.engines import BACKENDS
 from tpsmm.devices import DEVICES, PRECISIONS, native_reduced_precision, resolve_device
+from tpsmm.errors import MissingExtraError
+from tpsmm.framing.detectors import make_detector
+from tpsmm.framing.plan import CROP_CHOICES, resolve_crop
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -59,16 +64,41 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="relative mode: measure motion from the driving frame posed most like "
                    "the source instead of the first (face landmarks if the face_alignment "
                    "package and its weights are installed, else the model's keypoints)")
+    p.add_argument("--crop", type=_crop, default="auto", metavar="|".join(CROP_CHOICES),
+                   help="find the subject and cut it out as the model's training data were "
+                   "cut: the source around it, the driving video in tubes that follow it. "
+                   "auto (default): the config's subject (vox: face, taichi: body, ted: "
+                   "upper-body; others: none); none: fit the whole frames (--fit); "
+                   "box:X,Y,W,H: a box in the source's pixels, used for the driving video "
+                   "too. Detectors need pip install 'tpsmm[crop]'")
+    p.add_argument("--paste-back", action=argparse.BooleanOptionalAction, default=True,
+                   help="with a crop, paste the animated crop back into the source image, "
+                   "so the output has the source's size (default); --no-paste-back writes "
+                   "the model-sized crops")
+    p.add_argument("--max-size", type=positive_int, default=DEFAULT_MAX_SIZE, metavar="PX",
+                   help=f"longest side of pasted-back output (default {DEFAULT_MAX_SIZE})")
     p.add_argument("--fit", choices=FIT_MODES, default="crop",
-                   help="inputs of another size or aspect: crop the centre square (default), "
-                   "pad to a square with black, or stretch (the reference demo's way); "
-                   "inputs at the model size are used as they are")
+                   help="without --crop: inputs of another size or aspect: crop the centre "
+                   "square (default), pad to a square with black, or stretch (the reference "
+                   "demo's way); inputs at the model size are used as they are")
     p.add_argument("--fps", type=positive_float,
                    help="output frame rate (default: the driving video's; another rate "
                    "changes the duration, so the audio is then left out)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar and no summary")
     p.set_defaults(func=run)
+
+
+def _crop(value: str) -> str:
+    """``--crop``'s value, checked (a detector's missing package is reported later)."""
+    if value not in ("auto", "none"):
+        try:
+            make_detector(value)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        except MissingExtraError:
+            pass
+    return value
 
 
 def _warn(message: str) -> None:
@@ -78,9 +108,14 @@ def _warn(message: str) -> None:
 def run(args: argparse.Namespace) -> int:
     # Inputs are checked before the checkpoint (hundreds of MB) is loaded.
     config = load_config(args.config)
-    source = load_image(args.source)
+    load_image(args.source)  # checked now; read again, whole, by the animator
     driving = open_video(args.driving)
     device = resolve_device(args.device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        detector = resolve_crop(args.crop, config)
+    for warning in caught:
+        _warn(str(warning.message))
     if device.type == "cuda":
         # Every batch has the same shapes: let cuDNN pick its fastest algorithms once.
         torch.backends.cudnn.benchmark = True
@@ -97,17 +132,24 @@ def run(args: argparse.Namespace) -> int:
               "the audio is left out")
 
     result = animator.animate(
-        source, driving, args.output, mode=args.mode, fit_mode=args.fit, fps=args.fps,
+        args.source, driving, args.output, mode=args.mode, fit_mode=args.fit, fps=args.fps,
         find_best_frame=args.find_best_frame, progress=not args.quiet and sys.stderr.isatty(),
+        crop=detector, paste_back=args.paste_back, max_size=args.max_size,
     )
     if not args.quiet:
+        height, width = result.frame_size
         extras = []
         if result.best_frame is not None:
             extras.append(f"reference frame {result.best_frame} by {result.best_frame_by}")
+        if result.source_window is not None:
+            window = result.source_window
+            extras.append(f"{detector.subject} cropped at {window.width}x{window.height}+"
+                          f"{window.left}+{window.top} in the source, {result.tubes} "
+                          f"tube{'s' if result.tubes > 1 else ''} in the driving video")
         if result.audio:
             extras.append("with audio")
         print(
-            f"animate: {result.frames} frames of {result.size}x{result.size} at "
+            f"animate: {result.frames} frames of {width}x{height} at "
             f"{result.fps:g} fps{''.join(', ' + e for e in extras)} -> {result.output} "
             f"({result.seconds:.1f} s, {result.frames_per_second:.2f} frames/s on "
             f"{animator.device.type}, {animator.precision}, {animator.backend})"
