@@ -16,7 +16,7 @@ import warnings
 
 from tpsmm.errors import TPSMMError
 
-COMMANDS = ("demo", "animate", "train", "train_avd", "reconstruct", "synth", "export")
+COMMANDS = ("demo", "animate", "crop", "train", "train_avd", "reconstruct", "synth", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

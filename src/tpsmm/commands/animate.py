@@ -10,14 +10,12 @@ import torch
 
 from tpsmm.animation import MODES, Animator
 from tpsmm.animation.animator import DEFAULT_MAX_SIZE
-from tpsmm.commands.arguments import positive_float, positive_int
+from tpsmm.commands.arguments import positive_float, positive_int, subject
 from tpsmm.config import load_config
 from tpsmm.data.images import FIT_MODES, load_image
 from tpsmm.data.video import open_video
 from tpsmm.deploy.engines import BACKENDS
 from tpsmm.devices import DEVICES, PRECISIONS, native_reduced_precision, resolve_device
-from tpsmm.errors import MissingExtraError
-from tpsmm.framing.detectors import make_detector
 from tpsmm.framing.plan import CROP_CHOICES, resolve_crop
 
 
@@ -64,7 +62,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="relative mode: measure motion from the driving frame posed most like "
                    "the source instead of the first (face landmarks if the face_alignment "
                    "package and its weights are installed, else the model's keypoints)")
-    p.add_argument("--crop", type=_crop, default="auto", metavar="|".join(CROP_CHOICES),
+    p.add_argument("--crop", type=subject("auto", "none"), default="auto",
+                   metavar="|".join(CROP_CHOICES),
                    help="find the subject and cut it out as the model's training data were "
                    "cut: the source around it, the driving video in tubes that follow it. "
                    "auto (default): the config's subject (vox: face, taichi: body, ted: "
@@ -87,18 +86,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar and no summary")
     p.set_defaults(func=run)
-
-
-def _crop(value: str) -> str:
-    """``--crop``'s value, checked (a detector's missing package is reported later)."""
-    if value not in ("auto", "none"):
-        try:
-            make_detector(value)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-        except MissingExtraError:
-            pass
-    return value
 
 
 def _warn(message: str) -> None:

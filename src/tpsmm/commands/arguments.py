@@ -56,3 +56,23 @@ def frame_count(text: str) -> int | tuple[int, int]:
     if not 1 <= bounds[0] <= bounds[1]:
         raise argparse.ArgumentTypeError(f"need 1 <= LOW <= HIGH, got {text!r}")
     return bounds[0] if bounds[0] == bounds[1] else bounds
+
+
+def subject(*also: str) -> Callable[[str], str]:
+    """A subject to find (``face``, ``body``, ``upper-body``, ``box:X,Y,W,H``) or one of
+    ``also``; checked now, except whether the detector's package is installed (said later,
+    in one line, with what to install)."""
+    from tpsmm.errors import MissingExtraError
+    from tpsmm.framing.detectors import make_detector
+
+    def parse(text: str) -> str:
+        if text not in also:
+            try:
+                make_detector(text)
+            except ValueError as error:
+                raise argparse.ArgumentTypeError(str(error)) from None
+            except MissingExtraError:
+                pass
+        return text
+
+    return parse
