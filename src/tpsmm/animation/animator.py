@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from tpsmm.animation.best_frame import FaceLandmarks, keypoint_distances
+from tpsmm.animation.best_frame import keypoint_distances, load_face_landmarks
 from tpsmm.animation.keypoints import relative_kp, relative_scale
 from tpsmm.config import Config
 from tpsmm.data.images import FIT_MODES, Box, fit, load_image, to_tensor, to_uint8
@@ -84,7 +84,8 @@ class AnimationResult:
         audio: whether the output carries the driving video's audio.
         best_frame: index of the reference frame chosen by ``find_best_frame`` (for the
             first tube when cropping), else None.
-        best_frame_by: ``"face landmarks"`` or ``"keypoints"``, what chose it; else None.
+        best_frame_by: ``"face landmarks"`` (face_alignment's), ``"dlib-68 face landmarks"``
+            or ``"keypoints"``, what chose it; else None.
         tubes: the driving video's tubes (one when not cropping).
         source_window: where the source was cropped, None when it was fitted whole.
     """
@@ -376,7 +377,8 @@ class Animator:
                          ) -> tuple[dict[int, torch.Tensor], int, str]:
         """One pass over the video: in each tube, the frame posed most like the source.
 
-        Face landmarks when :class:`FaceLandmarks` can be loaded and finds a face in the
+        Face landmarks when a landmark model can be loaded
+        (:func:`~tpsmm.animation.best_frame.load_face_landmarks`) and finds a face in the
         source, as the reference does; else the model's keypoints.
 
         Returns:
@@ -384,7 +386,7 @@ class Animator:
             face is left out: it starts from its first frame), the first tube's reference
             frame index, and what compared the poses.
         """
-        landmarks = FaceLandmarks.load(self.device)
+        landmarks = load_face_landmarks(self.device)
         source_landmarks = landmarks(to_uint8(source.image)[0]) if landmarks else None
         best: dict[int, tuple[float, int, torch.Tensor]] = {}
         start = 0
@@ -403,7 +405,7 @@ class Animator:
                         best[tube] = (distances[index], start + index, kp[index : index + 1])
                 start += len(batch)
                 bar.update(len(batch))
-        method = "keypoints" if source_landmarks is None else "face landmarks"
+        method = "keypoints" if source_landmarks is None else landmarks.method
         first_tube = best[0][1] if 0 in best else framing.tubes[0].start
         return {tube: kp for tube, (_, _, kp) in best.items()}, first_tube, method
 

@@ -9,8 +9,9 @@ differences (SPEC section 7).
 The landmark model (the ``face_alignment`` package, whose weights are downloaded on first
 use) only knows faces and is often unavailable. :func:`keypoint_distances` applies the same
 comparison to the model's own keypoints, which exist for every domain the model was trained
-on; :class:`FaceLandmarks` is used instead only when the package and its weights are both
-already on the machine.
+on. :func:`load_face_landmarks` prefers face landmarks when a model is on the machine:
+:class:`FaceLandmarks` when the package and its weights are both there, else
+:class:`DlibFaceLandmarks` (dlib's 68 landmarks, offline: ``pip install 'tpsmm[landmarks]'``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import numpy as np
 import torch
 
 from tpsmm.animation.keypoints import convex_hull_area
+from tpsmm.errors import MissingExtraError
 from tpsmm.evaluation.fan import first_face, make_aligner
+from tpsmm.framing.landmarks import DlibLandmarks
 
 
 def normalize_shape(points: np.ndarray) -> np.ndarray:
@@ -63,6 +66,8 @@ class FaceLandmarks:
     Build it with :meth:`load`, which returns None rather than downloading anything.
     """
 
+    method = "face landmarks"
+
     # File name prefixes of the detector's and the 2-D landmark network's weights in the
     # torch hub cache, where face_alignment stores its downloads.
     WEIGHT_PREFIXES = ("s3fd", "2DFAN4")
@@ -90,3 +95,31 @@ class FaceLandmarks:
         landmarks; ``inf`` for frames where no face is found (the reference skips them)."""
         found = (self(frame) for frame in frames)
         return np.array([np.inf if f is None else shape_distance(source, f) for f in found])
+
+
+class DlibFaceLandmarks(FaceLandmarks):
+    """The same comparison on dlib's 68 landmarks (:mod:`tpsmm.framing.landmarks`), which
+    load offline. Faces need ~40 px or more at the model size to be found."""
+
+    method = "dlib-68 face landmarks"
+
+    def __init__(self, landmarks: DlibLandmarks) -> None:
+        self._landmarks = landmarks
+
+    @classmethod
+    def load(cls, device: torch.device) -> DlibFaceLandmarks | None:
+        """dlib's landmark model, or None if dlib or its model package is missing (it runs
+        on the CPU whatever ``device``)."""
+        try:
+            return cls(DlibLandmarks())
+        except MissingExtraError:
+            return None
+
+    def __call__(self, image: np.ndarray) -> np.ndarray | None:
+        return self._landmarks(image)
+
+
+def load_face_landmarks(device: torch.device) -> FaceLandmarks | None:
+    """The face landmark model to compare poses with: ``face_alignment``'s (the reference's)
+    when it and its weights are installed, else dlib's when installed, else None."""
+    return FaceLandmarks.load(device) or DlibFaceLandmarks.load(device)

@@ -49,8 +49,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=16,
                    help="frames predicted at once (default 16)")
     p.add_argument("--metrics", default="auto",
-                   help="comma-separated extractors: markers, face-alignment, aed; 'auto' "
-                   "(default) uses markers on synthetic data and aed with --aed-model")
+                   help="comma-separated extractors: markers, face-alignment, dlib-68 (face "
+                   "landmarks: AKD, MKR), dlib-resnet (face embedding: AED; both offline "
+                   "with pip install 'tpsmm[landmarks]', named after dlib's models, not the "
+                   "paper's), aed; 'auto' (default) uses markers on synthetic data and aed "
+                   "with --aed-model")
     p.add_argument("--aed-model", metavar="FILE",
                    help="identity embedding network for AED: torch.export .pt2 (dynamic batch) "
                    "or TorchScript; takes (B, 3, H, W) RGB in [0, 1], returns (B, D)")

@@ -11,7 +11,9 @@ frames and the generated ones:
 Built in: ``markers`` (the synthetic dataset's coloured markers, found by
 :func:`tpsmm.evaluation.landmarks.detect_markers`; enabled automatically when the dataset
 root has ``synthetic.json``), ``face-alignment`` (68 face landmarks, when the
-``face_alignment`` package is installed) and ``aed`` (any embedding network saved with
+``face_alignment`` package is installed), ``dlib-68`` and ``dlib-resnet`` (dlib's 68 face
+landmarks and face embedding, offline, :mod:`tpsmm.framing.landmarks`: figures named after
+them, not comparable with the paper's) and ``aed`` (any embedding network saved with
 ``torch.export`` or TorchScript). Extractors that cannot run are reported as absent with
 the reason, never silently skipped.
 """
@@ -25,9 +27,10 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from tpsmm.errors import ConfigError, InputError
+from tpsmm.errors import ConfigError, InputError, MissingExtraError
 from tpsmm.evaluation.fan import first_face, make_aligner
 from tpsmm.evaluation.landmarks import detect_video_markers
+from tpsmm.framing.landmarks import DlibFaceEmbedding, DlibLandmarks
 
 
 class KeypointExtractor(Protocol):
@@ -39,7 +42,8 @@ class KeypointExtractor(Protocol):
 
 
 class IdentityExtractor(Protocol):
-    """Identity embeddings of frames: ``(T, H, W, 3) uint8 -> (T, D) float``."""
+    """Identity embeddings of frames: ``(T, H, W, 3) uint8 -> (T, D) float``; a row of NaN
+    where there is nothing to embed (no face), which AED then leaves out."""
 
     name: str
 
@@ -75,6 +79,39 @@ class FaceAlignmentExtractor:
             if landmarks is not None:
                 points[t], found[t] = landmarks, True
         return points, found
+
+
+class DlibLandmarkExtractor:
+    """dlib's 68 face landmarks (AKD and MKR named ``dlib-68``); a frame without a face has
+    all 68 missing. Faces need ~40 px or more to be found."""
+
+    name = "dlib-68"
+
+    def __init__(self) -> None:
+        self.landmarks = DlibLandmarks()
+
+    def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        points = np.zeros((len(frames), 68, 2), np.float32)
+        found = np.zeros((len(frames), 68), bool)
+        for t, frame in enumerate(frames):
+            landmarks = self.landmarks(frame)
+            if landmarks is not None:
+                points[t], found[t] = landmarks, True
+        return points, found
+
+
+class DlibIdentityExtractor:
+    """dlib's face-recognition ResNet, 128-d (AED named ``dlib-resnet``); NaN rows for
+    frames without a face."""
+
+    name = "dlib-resnet"
+
+    def __init__(self) -> None:
+        self.embedding = DlibFaceEmbedding()
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        rows = [self.embedding(frame) for frame in frames]
+        return np.stack([np.full(128, np.nan) if row is None else row for row in rows])
 
 
 class SavedIdentityModel:
@@ -117,15 +154,15 @@ def build_extractors(names: Sequence[str] | None, root: str | Path, aed_model: s
     ``names`` None means automatic: ``markers`` when ``root/synthetic.json``
     exists, ``aed`` when ``aed_model`` is given; the face and body
     detectors are then listed as absent unless asked for. Names:
-    ``markers``, ``face-alignment``, ``aed``.
+    ``markers``, ``face-alignment``, ``dlib-68``, ``dlib-resnet``, ``aed``.
     """
     synthetic = (Path(root) / "synthetic.json").is_file()
     wanted = set(names) if names is not None else (
         ({"markers"} if synthetic else set()) | ({"aed"} if aed_model else set()))
-    unknown = wanted - {"markers", "face-alignment", "aed"}
+    unknown = wanted - {"markers", "face-alignment", "dlib-68", "dlib-resnet", "aed"}
     if unknown:
         raise ConfigError(f"unknown metric extractor(s) {', '.join(sorted(unknown))}; "
-                          f"choose from markers, face-alignment, aed")
+                          f"choose from markers, face-alignment, dlib-68, dlib-resnet, aed")
     keypoints: list[KeypointExtractor] = []
     identities: list[IdentityExtractor] = []
     absent: dict[str, str] = {}
@@ -141,6 +178,17 @@ def build_extractors(names: Sequence[str] | None, root: str | Path, aed_model: s
             absent["face-alignment"] = "the face_alignment package is not installed"
     else:
         absent["face-alignment"] = "not requested (--metrics face-alignment; faces only)"
+    for name, extractor in (("dlib-68", DlibLandmarkExtractor),
+                            ("dlib-resnet", DlibIdentityExtractor)):
+        if name not in wanted:
+            absent[name] = f"not requested (--metrics {name}; faces only)"
+            continue
+        try:
+            built = extractor()
+        except MissingExtraError as error:
+            absent[name] = str(error)
+            continue
+        (keypoints if name == "dlib-68" else identities).append(built)
     absent["pose"] = ("no body pose detector is bundled (the paper's OpenPose-style model); "
                       "plug one in through tpsmm.evaluation.extractors.KeypointExtractor")
     if "aed" in wanted and aed_model is not None:

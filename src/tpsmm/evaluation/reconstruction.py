@@ -287,7 +287,7 @@ def reconstruct(dataset: FramesDataset, model: TPSMM | None = None, *,
         result = VideoResult(name, len(measured.l1), float(measured.l1.mean()))
         result.metrics.update({key: _keypoint_metrics(*arrays)
                                for key, arrays in measured.keypoints.items()})
-        result.metrics.update({key: {"aed": float(values.mean())}
+        result.metrics.update({key: {"aed": _aed(values)}
                                for key, values in measured.distances.items()})
         results.append(result)
         videos.append(measured)
@@ -297,8 +297,7 @@ def reconstruct(dataset: FramesDataset, model: TPSMM | None = None, *,
     metrics = {key: _keypoint_metrics(*[np.concatenate([v.keypoints[key][c] for v in videos])
                                         for c in range(4)])
                for key in (e.name for e in keypoint_extractors) if videos}
-    metrics.update({key: {"aed": float(np.concatenate([v.distances[key] for v in videos])
-                                       .mean())}
+    metrics.update({key: {"aed": _aed(np.concatenate([v.distances[key] for v in videos]))}
                     for key in (e.name for e in identity_extractors) if videos})
     l1_all = float(np.concatenate([v.l1 for v in videos]).mean()) if videos else float("nan")
     report = ReconstructionReport(baseline or "model", results, l1_all, metrics,
@@ -312,3 +311,10 @@ def _keypoint_metrics(points_real: np.ndarray, found_real: np.ndarray, points_fa
                       found_fake: np.ndarray) -> dict[str, float]:
     return {"akd": akd(points_real, found_real, points_fake, found_fake),
             "mkr": float(mkr(found_real, found_fake))}
+
+
+def _aed(distances: np.ndarray) -> float:
+    """The mean of the frames' squared embedding distances, leaving out the frames an
+    extractor could not embed (NaN: no face); NaN when there are none."""
+    kept = distances[~np.isnan(distances)]
+    return float(kept.mean()) if len(kept) else float("nan")

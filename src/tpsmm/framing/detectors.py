@@ -76,7 +76,7 @@ class Detector(ABC):
         """Detections in ``image`` (already at the working size), any order."""
 
 
-def _import(module: str, subject: str):
+def require(module: str, subject: str):
     try:
         return importlib.import_module(module)
     except ImportError:
@@ -103,7 +103,7 @@ class FaceDetector(Detector):
     lift = 0.1
 
     def __init__(self, upsample: int = 1, work_size: int = 640) -> None:
-        dlib = _import("dlib", "face")
+        dlib = require("dlib", "face")
         self._detector = dlib.get_frontal_face_detector()
         self.upsample = upsample
         self.work_size = work_size
@@ -145,7 +145,7 @@ class PersonDetector(Detector):
     margin = 0.05
 
     def __init__(self, work_size: int = 640) -> None:
-        cv2 = _import("cv2", "body")
+        cv2 = require("cv2", "body")
         self._hog = cv2.HOGDescriptor()
         self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
         self.work_size = work_size
