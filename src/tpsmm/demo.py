@@ -17,15 +17,13 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from tpsmm.animation.animator import Animator
+from tpsmm.animation.comparison import compose_comparison
 from tpsmm.data.images import to_tensor, to_uint8
 from tpsmm.data.video import open_video, open_writer
 from tpsmm.model import TPSMM
-from tpsmm.training.visualizer import draw_keypoints
 
 CONFIG = "synthetic-64"
 CHECKPOINT_NAME = "synthetic-64.pth"
@@ -38,34 +36,6 @@ DISPLAY_SCALE = 4
 def assets_dir() -> Path:
     """The folder of the shipped demo files."""
     return Path(str(resources.files("tpsmm") / "assets" / "demo"))
-
-
-def compose_comparison(source: torch.Tensor, kp_source: torch.Tensor, driving: torch.Tensor,
-                       kp_driving: torch.Tensor, generated: torch.Tensor,
-                       scale: int = DISPLAY_SCALE) -> np.ndarray:
-    """Side-by-side frames: source | driving | result, keypoints on the first two.
-
-    Args:
-        source: (1, 3, S, S) in [0, 1]; ``kp_source``: (1, N, 2) in [-1, 1].
-        driving, generated: (B, 3, S, S) in [0, 1]; ``kp_driving``: (B, N, 2).
-        scale: display magnification of each panel.
-
-    Returns:
-        (B, S*scale, 3*S*scale, 3) uint8.
-    """
-    batch = driving.shape[0]
-    size = (driving.shape[-2] * scale, driving.shape[-1] * scale)
-
-    def panel(images: torch.Tensor) -> np.ndarray:
-        images = F.interpolate(images.float().cpu(), size=size, mode="bilinear",
-                               align_corners=False).clamp(0, 1)
-        return images.permute(0, 2, 3, 1).numpy()
-
-    radius = max(2, scale)
-    left = draw_keypoints(panel(source), kp_source.float().cpu().numpy(), radius)
-    middle = draw_keypoints(panel(driving), kp_driving.float().cpu().numpy(), radius)
-    row = np.concatenate([np.repeat(left, batch, axis=0), middle, panel(generated)], axis=2)
-    return (row * 255).round().astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -117,7 +87,8 @@ def run_demo(output_dir: str | os.PathLike = ".", checkpoint: str | os.PathLike 
             kp_first = kp_driving[:1] if kp_first is None else kp_first
             generated = animator.animate_keypoints(source, kp_driving, kp_first)
             result.write(to_uint8(generated))
-            panels = compose_comparison(source.image, source.kp, frames, kp_driving, generated)
+            panels = compose_comparison(source.image, source.kp, frames, kp_driving, generated,
+                                        DISPLAY_SCALE)
             comparison.write(panels)
             if small is not None:
                 small.write(panels[-done % 2::2, ::2, ::2])  # even frame numbers

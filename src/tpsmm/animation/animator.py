@@ -17,18 +17,18 @@ from __future__ import annotations
 
 import os
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from tpsmm.animation.best_frame import keypoint_distances, load_face_landmarks
+from tpsmm.animation.comparison import compose_comparison
 from tpsmm.animation.keypoints import relative_kp, relative_scale
 from tpsmm.config import Config
 from tpsmm.data.images import FIT_MODES, Box, fit, load_image, to_tensor, to_uint8
@@ -40,6 +40,7 @@ from tpsmm.framing.detectors import Detector
 from tpsmm.framing.paste_back import PasteBack
 from tpsmm.framing.plan import VideoFraming, cut, resolve_crop, source_window
 from tpsmm.model import TPSMM
+from tpsmm.progress import Progress, ProgressCallback
 
 MODES = ("relative", "standard", "avd")
 NEEDED_NETWORKS = ("kp_detector", "dense_motion_network", "inpainting_network")
@@ -264,9 +265,9 @@ class Animator:
     def animate(self, source: PreparedSource | ImageInput, driving: str | os.PathLike | VideoReader,
                 output: str | os.PathLike, mode: str = "relative", fit_mode: str = "crop",
                 fps: float | None = None, find_best_frame: bool = False,
-                progress: bool = False, crop: str | Detector | None = None,
+                progress: bool | ProgressCallback = False, crop: str | Detector | None = None,
                 paste_back: bool = True, max_size: int | None = DEFAULT_MAX_SIZE,
-                ) -> AnimationResult:
+                comparison: str | os.PathLike | None = None) -> AnimationResult:
         """Animate ``source`` with a whole driving video and write the result.
 
         Args:
@@ -283,7 +284,9 @@ class Animator:
                 whose pose is closest to the source's (:mod:`tpsmm.animation.best_frame`),
                 not from the first (in each tube when cropping). It costs one more decoding
                 pass and keypoint detection.
-            progress: show a progress bar (frames/s, ETA) on stderr.
+            progress: show a progress bar (frames/s, ETA) on stderr; or a
+                :data:`~tpsmm.progress.ProgressCallback` called after each batch (it may
+                raise to stop the work: nothing is written then).
             crop: frame the subject as the training data were (:mod:`tpsmm.framing`):
                 ``face``, ``body``, ``upper-body``, ``box:X,Y,W,H``, ``auto`` (the config's
                 subject), or a :class:`~tpsmm.framing.detectors.Detector`; None or ``none``
@@ -293,6 +296,8 @@ class Animator:
                 so the output has the source's size (capped by ``max_size``); else write the
                 crops.
             max_size: the longest side of pasted-back output; None: the source's.
+            comparison: also write this video (as ``output``): source | driving | result at
+                the model size, with the keypoints on the source and the driving frames.
 
         Raises:
             InputError: a driving frame cannot be decoded (after the frames before it were
@@ -325,13 +330,18 @@ class Animator:
         keep_audio = reader.has_audio and rate == reader.fps
         best_frame = best_frame_by = None
         references: dict[int, torch.Tensor] = {}
-        with open_writer(output, rate, audio_from=reader.path if keep_audio else None) as writer:
+        audio = reader.path if keep_audio else None
+        with ExitStack() as outputs:
+            writer = outputs.enter_context(open_writer(output, rate, audio_from=audio))
+            panels = None if comparison is None else outputs.enter_context(
+                open_writer(comparison, rate, audio_from=audio))
             try:
                 if find_best_frame and mode == "relative":
                     references, best_frame, best_frame_by = self._find_best_frame(
                         source, reader, framing, progress
                     )
-                self._stream(source, reader, writer, mode, framing, references, paste, progress)
+                self._stream(source, reader, (writer, panels), mode, framing, references, paste,
+                             progress)
             except InputError as error:
                 raise InputError(f"{error}; nothing was written to {writer.path}") from None
         return AnimationResult(
@@ -348,18 +358,21 @@ class Animator:
         )
 
     @torch.inference_mode()
-    def _stream(self, source: PreparedSource, reader: VideoReader, writer, mode: str,
+    def _stream(self, source: PreparedSource, reader: VideoReader, writers: tuple, mode: str,
                 framing: VideoFraming, references: dict[int, torch.Tensor],
-                paste: PasteBack | None, progress: bool) -> None:
+                paste: PasteBack | None, progress: bool | ProgressCallback) -> None:
         """Decode, frame, animate and encode batch by batch. Relative motion starts, in each
         tube, from ``references[tube]`` (``(1, K*5, 2)``), else from the tube's first frame;
-        ``paste`` puts the frames back into the source image."""
+        ``paste`` puts the frames back into the source image. ``writers``: the output's, and
+        the comparison's or None."""
+        writer, panels = writers
         motions: dict[int, Callable[[torch.Tensor], torch.Tensor]] = {}
         start = 0
-        with _progress_bar(reader, "animate", progress) as bar:
+        with Progress("animate", reader.num_frames, progress) as bar:
             for batch in _read_ahead(reader, self.batch_size):
                 frames, runs = framing.frame(to_tensor(batch), start, self.image_size)
-                kp_driving = self._keypoints(self._on_device(frames))
+                frames = self._on_device(frames)
+                kp_driving = self._keypoints(frames)
                 targets = []
                 for tube, rows in runs:
                     if tube not in motions:  # the tube starts here, at its first frame
@@ -368,12 +381,15 @@ class Animator:
                     targets.append(motions[tube](kp_driving[rows]))
                 animated = self._generate(source, torch.cat(targets))
                 writer.write(paste(animated) if paste else to_uint8(animated))
+                if panels is not None:
+                    panels.write(compose_comparison(source.image, source.kp, frames, kp_driving,
+                                                    animated))
                 start += len(batch)
                 bar.update(len(batch))
 
     @torch.inference_mode()
     def _find_best_frame(self, source: PreparedSource, reader: VideoReader,
-                         framing: VideoFraming, progress: bool,
+                         framing: VideoFraming, progress: bool | ProgressCallback,
                          ) -> tuple[dict[int, torch.Tensor], int, str]:
         """One pass over the video: in each tube, the frame posed most like the source.
 
@@ -390,7 +406,7 @@ class Animator:
         source_landmarks = landmarks(to_uint8(source.image)[0]) if landmarks else None
         best: dict[int, tuple[float, int, torch.Tensor]] = {}
         start = 0
-        with _progress_bar(reader, "find best frame", progress) as bar:
+        with Progress("find best frame", reader.num_frames, progress) as bar:
             for batch in _read_ahead(reader, self.batch_size):
                 frames, runs = framing.frame(to_tensor(batch), start, self.image_size)
                 frames = self._on_device(frames)
@@ -518,19 +534,14 @@ def _read_ahead(reader: VideoReader, batch_size: int, depth: int = 2) -> Iterato
         thread.join(timeout=5)
 
 
-def _progress_bar(reader: VideoReader, description: str, enabled: bool) -> tqdm:
-    """A bar on stderr counting frames, with frames/s and the time left."""
-    return tqdm(total=reader.num_frames, desc=description, unit="frame", disable=not enabled,
-                file=sys.stderr, dynamic_ncols=True, leave=False)
-
-
 def animate(source: ImageInput, driving: str | os.PathLike, output: str | os.PathLike, *,
             checkpoint: str | os.PathLike, config: str | os.PathLike | dict = "vox-256",
             mode: str = "relative", device: str = "auto", precision: str = "fp32",
             batch_size: int | None = None, fit_mode: str = "crop", fps: float | None = None,
             find_best_frame: bool = False, progress: bool = False,
             backend: str = "torch", compile: bool = False, crop: str | None = None,
-            paste_back: bool = True, max_size: int | None = DEFAULT_MAX_SIZE) -> AnimationResult:
+            paste_back: bool = True, max_size: int | None = DEFAULT_MAX_SIZE,
+            comparison: str | os.PathLike | None = None) -> AnimationResult:
     """Animate ``source`` with ``driving`` into ``output``, in one call.
 
     Loads the checkpoint each time; use an :class:`Animator` to animate several videos.
@@ -543,4 +554,4 @@ def animate(source: ImageInput, driving: str | os.PathLike, output: str | os.Pat
                                         compile=compile)
     return animator.animate(source, driving, output, mode=mode, fit_mode=fit_mode, fps=fps,
                             find_best_frame=find_best_frame, progress=progress, crop=crop,
-                            paste_back=paste_back, max_size=max_size)
+                            paste_back=paste_back, max_size=max_size, comparison=comparison)

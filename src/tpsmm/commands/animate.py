@@ -80,6 +80,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="without --crop: inputs of another size or aspect: crop the centre "
                    "square (default), pad to a square with black, or stretch (the reference "
                    "demo's way); inputs at the model size are used as they are")
+    p.add_argument("--comparison", metavar="OUT",
+                   help="also write source | driving | result, with keypoints, at the model "
+                   "size (.mp4/.gif/folder, as --output)")
     p.add_argument("--fps", type=positive_float,
                    help="output frame rate (default: the driving video's; another rate "
                    "changes the duration, so the audio is then left out)")
@@ -122,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         args.source, driving, args.output, mode=args.mode, fit_mode=args.fit, fps=args.fps,
         find_best_frame=args.find_best_frame, progress=not args.quiet and sys.stderr.isatty(),
         crop=detector, paste_back=args.paste_back, max_size=args.max_size,
+        comparison=args.comparison,
     )
     if not args.quiet:
         height, width = result.frame_size

@@ -22,6 +22,7 @@ from tpsmm.errors import InputError, MissingExtraError
 from tpsmm.framing.boxes import Rect, crop_window
 from tpsmm.framing.detectors import Detector, FixedBox, make_detector
 from tpsmm.framing.tubes import Tube, cover, find_tubes, scan_video
+from tpsmm.progress import ProgressCallback
 
 CROP_CHOICES = ("auto", "none", "face", "body", "upper-body", "box:X,Y,W,H")
 # The subject each published dataset was cropped around, by the name of its config or its
@@ -117,7 +118,7 @@ class VideoFraming:
 
     @classmethod
     def find(cls, reader: VideoReader, detector: Detector,
-             progress: bool = False) -> VideoFraming:
+             progress: bool | ProgressCallback = False) -> VideoFraming:
         """One pass over ``reader`` to find the subject's tubes (a given box: one tube).
 
         Raises:

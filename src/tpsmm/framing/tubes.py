@@ -13,17 +13,16 @@ bridged).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from tpsmm.data.video import VideoReader
 from tpsmm.framing.boxes import Rect, union
 from tpsmm.framing.detectors import Detection
+from tpsmm.progress import Progress, ProgressCallback
 
 # Tubes as the training data were cut (crop-video.py's --iou_with_initial).
 MIN_IOU_WITH_FIRST = 0.25
@@ -77,7 +76,7 @@ def thumbnail(frame: np.ndarray) -> np.ndarray:
 
 
 def scan_video(reader: VideoReader, detector: Callable[[np.ndarray], list[Detection]],
-               batch_size: int = 8, progress: bool = False) -> Scan:
+               batch_size: int = 8, progress: bool | ProgressCallback = False) -> Scan:
     """Detect the subject in every frame of ``reader`` and find its scene cuts.
 
     Raises:
@@ -86,8 +85,7 @@ def scan_video(reader: VideoReader, detector: Callable[[np.ndarray], list[Detect
     detections: list[list[Detection]] = []
     cuts: list[bool] = []
     previous = None
-    with tqdm(total=reader.num_frames, desc="find subject", unit="frame", file=sys.stderr,
-              disable=not progress, dynamic_ncols=True, leave=False) as bar:
+    with Progress("find subject", reader.num_frames, progress) as bar:
         for batch in reader.iter_batches(batch_size):
             for frame in batch:
                 detections.append(detector(frame))
