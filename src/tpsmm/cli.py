@@ -16,7 +16,8 @@ import warnings
 
 from tpsmm.errors import TPSMMError
 
-COMMANDS = ("demo", "animate", "crop", "train", "train_avd", "reconstruct", "synth", "export")
+COMMANDS = ("demo", "animate", "crop", "serve", "train", "train_avd", "reconstruct", "synth",
+            "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

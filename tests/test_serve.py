@@ -1,0 +1,177 @@
+"""``tpsmm serve``: the page driven in a real headless Chromium (Debian's, through
+Playwright), and its job logic without a browser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tpsmm.app.jobs import Cancelled, JobRequest, Limits, check_inputs, run_job
+from tpsmm.app.models import DEMO_LABEL, AnimatorCache, find_models
+from tpsmm.data.video import has_audio, open_video
+from tpsmm.demo import DRIVING_NAME, SOURCE_NAME, assets_dir
+from tpsmm.errors import InputError
+
+CHROMIUM = Path("/usr/bin/chromium")
+DEMO_FRAMES = 100  # the shipped driving video's length
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+# --------------------------------------------------------------------------- without a browser
+
+def test_the_models_offered(tmp_path):
+    (tmp_path / "vox.pth.tar").write_bytes(b"")
+    run = tmp_path / "runs" / "mine"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("")
+    (run / "last.pth.tar").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("")
+    labels = [(c.label, c.config) for c in find_models(tmp_path)]
+    assert labels == [(DEMO_LABEL, "synthetic-64"), ("run: runs/mine", run / "config.yaml"),
+                      ("vox-256: vox.pth.tar", "vox-256")]
+
+
+@pytest.fixture(scope="module")
+def demo_animator():
+    choice = find_models(None)[0]
+    return AnimatorCache("cpu").get(choice.checkpoint, choice.config)
+
+
+def test_a_job_stops_when_asked_and_leaves_nothing(demo_animator, tmp_path):
+    stop = threading.Event()
+    seen = []
+
+    def report(stage, done, total):
+        seen.append((stage, done, total))
+        stop.set()  # as if the cancel button was pressed during the first batch
+
+    request = JobRequest(assets_dir() / SOURCE_NAME, assets_dir() / DRIVING_NAME)
+    with pytest.raises(Cancelled):
+        run_job(request, demo_animator, tmp_path / "job", Limits(), report, stop)
+    assert seen == [("animate", demo_animator.batch_size, DEMO_FRAMES)]
+    assert not (tmp_path / "job").exists()
+
+
+def test_limits_are_one_line_each(tmp_path):
+    request = JobRequest(assets_dir() / SOURCE_NAME, assets_dir() / DRIVING_NAME)
+    with pytest.raises(InputError, match=r"driving.mp4: 4.0 s is longer than this page's "
+                                         r"limit of 2 s"):
+        check_inputs(request, Limits(seconds=2))
+    with pytest.raises(InputError, match=r"64x64 is larger than this page's limit of 32 px"):
+        check_inputs(request, Limits(video_side=32))
+    with pytest.raises(InputError, match=r"source.png: 64x64 is larger"):
+        check_inputs(request, Limits(image_side=32))
+
+
+# --------------------------------------------------------------------------- in a browser
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    pytest.importorskip("gradio")
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    port = _free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with open(log, "w") as output:
+        process = subprocess.Popen([sys.executable, "-m", "tpsmm.cli", "serve", "--port",
+                                    str(port), "--device", "cpu"], stdout=output,
+                                   stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"tpsmm serve did not start:\n{log.read_text()}")
+            time.sleep(0.5)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / f"tpsmm-serve-{port}"
+    shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture
+def page(server):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            # root needs --no-sandbox; the rest keep Chromium from calling its own servers.
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1500})
+        page.requests = []
+        page.on("request", lambda request: page.requests.append(request.url))
+        page.goto(server)
+        page.wait_for_selector("#run")
+        yield page
+        browser.close()
+
+
+def _upload(page, element: str, path: Path) -> None:
+    page.locator(f"#{element} input[type=file]").set_input_files(str(path))
+
+
+@pytest.mark.slow(minutes=1)
+def test_the_page_animates_the_example_with_its_sound_and_loads_nothing_from_outside(
+        page, server, tmp_path):
+    _upload(page, "source", assets_dir() / SOURCE_NAME)
+    _upload(page, "driving", assets_dir() / DRIVING_NAME)
+    page.wait_for_selector("#driving video")
+    page.click("#run")
+    page.wait_for_function(
+        "() => document.querySelector('#summary textarea')?.value.includes('frames')",
+        timeout=120_000)
+    summary = page.locator("#summary textarea").input_value()
+    assert summary.startswith(f"{DEMO_FRAMES} frames of 64x64") and "with sound" in summary
+    source = page.locator("#result video").get_attribute("src")
+    video = tmp_path / "result.mp4"
+    video.write_bytes(page.request.get(source).body())
+    reader = open_video(video)
+    assert reader.num_frames == DEMO_FRAMES and has_audio(video)
+    comparison = page.locator("#comparison video").get_attribute("src")
+    assert open_video_bytes(page, comparison, tmp_path).size == (64, 192)
+    if os.environ.get("TPSMM_SCREENSHOT"):  # the README's picture
+        page.screenshot(path=os.environ["TPSMM_SCREENSHOT"], full_page=True)
+    outside = [url for url in page.requests
+               if not url.startswith((server, "data:", "blob:"))]
+    assert outside == [] and len(page.requests) > 10
+
+
+def open_video_bytes(page, url: str, folder: Path):
+    path = folder / "comparison.mp4"
+    path.write_bytes(page.request.get(url).body())
+    return open_video(path)
+
+
+@pytest.mark.slow(minutes=1)
+def test_a_broken_video_is_a_message_on_the_page(page, tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, np.uint8).tobytes())
+    _upload(page, "source", assets_dir() / SOURCE_NAME)
+    _upload(page, "driving", broken)
+    page.click("#run")
+    message = page.get_by_text("broken.mp4: not a readable video")
+    message.first.wait_for(timeout=60_000)
+    assert "Traceback" not in page.content()
