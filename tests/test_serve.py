@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -104,11 +105,10 @@ def server(tmp_path_factory):
                 process.kill()
                 pytest.fail(f"tpsmm serve did not start:\n{log.read_text()}")
             time.sleep(0.5)
-    yield url
+    yield url, Path(tempfile.gettempdir()) / f"tpsmm-serve-{port}"
     process.terminate()
     process.wait(timeout=30)
-    work = Path(os.environ.get("TMPDIR", "/tmp")) / f"tpsmm-serve-{port}"
-    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(Path(tempfile.gettempdir()) / f"tpsmm-serve-{port}", ignore_errors=True)
 
 
 @pytest.fixture
@@ -123,7 +123,7 @@ def page(server):
         page = browser.new_page(viewport={"width": 1400, "height": 1500})
         page.requests = []
         page.on("request", lambda request: page.requests.append(request.url))
-        page.goto(server)
+        page.goto(server[0])
         page.wait_for_selector("#run")
         yield page
         browser.close()
@@ -133,6 +133,14 @@ def _upload(page, element: str, path: Path) -> None:
     page.locator(f"#{element} input[type=file]").set_input_files(str(path))
 
 
+def _summary(page) -> str:
+    """The summary once the job has finished."""
+    page.wait_for_function(
+        "() => document.querySelector('#summary textarea')?.value.includes('frames')",
+        timeout=120_000)
+    return page.locator("#summary textarea").input_value()
+
+
 @pytest.mark.slow(minutes=1)
 def test_the_page_animates_the_example_with_its_sound_and_loads_nothing_from_outside(
         page, server, tmp_path):
@@ -140,10 +148,7 @@ def test_the_page_animates_the_example_with_its_sound_and_loads_nothing_from_out
     _upload(page, "driving", assets_dir() / DRIVING_NAME)
     page.wait_for_selector("#driving video")
     page.click("#run")
-    page.wait_for_function(
-        "() => document.querySelector('#summary textarea')?.value.includes('frames')",
-        timeout=120_000)
-    summary = page.locator("#summary textarea").input_value()
+    summary = _summary(page)
     assert summary.startswith(f"{DEMO_FRAMES} frames of 64x64") and "with sound" in summary
     source = page.locator("#result video").get_attribute("src")
     video = tmp_path / "result.mp4"
@@ -155,8 +160,14 @@ def test_the_page_animates_the_example_with_its_sound_and_loads_nothing_from_out
     if os.environ.get("TPSMM_SCREENSHOT"):  # the README's picture
         page.screenshot(path=os.environ["TPSMM_SCREENSHOT"], full_page=True)
     outside = [url for url in page.requests
-               if not url.startswith((server, "data:", "blob:"))]
+               if not url.startswith((server[0], "data:", "blob:"))]
     assert outside == [] and len(page.requests) > 10
+    # The job's own folder is gone once the page has its files.
+    jobs = server[1] / "jobs"
+    deadline = time.monotonic() + 10
+    while any(jobs.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(jobs.iterdir())
 
 
 def open_video_bytes(page, url: str, folder: Path):
@@ -174,4 +185,26 @@ def test_a_broken_video_is_a_message_on_the_page(page, tmp_path):
     page.click("#run")
     message = page.get_by_text("broken.mp4: not a readable video")
     message.first.wait_for(timeout=60_000)
+    assert "Traceback" not in page.content()
+
+
+@pytest.mark.slow(minutes=1)
+def test_one_click_on_the_example_then_animate(page):
+    page.locator("text=Example (the demo's character)").scroll_into_view_if_needed()
+    page.locator(".gallery-item, tr.tr-body, button.gallery").first.click()
+    page.wait_for_selector("#driving video")
+    page.click("#run")
+    assert _summary(page).startswith(f"{DEMO_FRAMES} frames")
+
+
+@pytest.mark.slow(minutes=1)
+def test_an_uploaded_checkpoint_that_does_not_fit_its_config_is_a_message(page):
+    page.locator("#model input").click()
+    page.get_by_role("option", name="a checkpoint uploaded below").click()
+    _upload(page, "checkpoint", assets_dir() / "synthetic-64.pth")
+    # The config chooser keeps vox-256, which this checkpoint was not trained with.
+    _upload(page, "source", assets_dir() / SOURCE_NAME)
+    _upload(page, "driving", assets_dir() / DRIVING_NAME)
+    page.click("#run")
+    page.get_by_text("does not fit the config").first.wait_for(timeout=60_000)
     assert "Traceback" not in page.content()
