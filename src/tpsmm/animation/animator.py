@@ -16,10 +16,8 @@ output appears under its name only once complete (:func:`tpsmm.data.video.open_w
 from __future__ import annotations
 
 import os
-import queue
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ import torch
 from tpsmm.animation.best_frame import keypoint_distances, load_face_landmarks
 from tpsmm.animation.comparison import compose_comparison
 from tpsmm.animation.keypoints import relative_kp, relative_scale
+from tpsmm.animation.overlap import WriteBehind, read_ahead
 from tpsmm.config import Config
 from tpsmm.data.images import FIT_MODES, Box, fit, load_image, to_tensor, to_uint8
 from tpsmm.data.video import VideoReader, has_audio, open_video, open_writer
@@ -361,15 +360,26 @@ class Animator:
     def _stream(self, source: PreparedSource, reader: VideoReader, writers: tuple, mode: str,
                 framing: VideoFraming, references: dict[int, torch.Tensor],
                 paste: PasteBack | None, progress: bool | ProgressCallback) -> None:
-        """Decode, frame, animate and encode batch by batch. Relative motion starts, in each
+        """Decode, frame, animate and encode batch by batch (decoding and encoding on threads
+        of their own, :mod:`tpsmm.animation.overlap`). Relative motion starts, in each
         tube, from ``references[tube]`` (``(1, K*5, 2)``), else from the tube's first frame;
         ``paste`` puts the frames back into the source image. ``writers``: the output's, and
         the comparison's or None."""
         writer, panels = writers
+
+        @torch.inference_mode()  # a thread of its own: the mode is per thread
+        def write(item: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+            frames, kp_driving, animated = item
+            writer.write(paste(animated) if paste else to_uint8(animated))
+            if panels is not None:
+                panels.write(compose_comparison(source.image, source.kp, frames, kp_driving,
+                                                animated))
+
         motions: dict[int, Callable[[torch.Tensor], torch.Tensor]] = {}
         start = 0
-        with Progress("animate", reader.num_frames, progress) as bar:
-            for batch in _read_ahead(reader, self.batch_size):
+        with Progress("animate", reader.num_frames, progress) as bar, \
+                WriteBehind(write) as behind:
+            for batch in read_ahead(reader, self.batch_size):
                 frames, runs = framing.frame(to_tensor(batch), start, self.image_size)
                 frames = self._on_device(frames)
                 kp_driving = self._keypoints(frames)
@@ -379,11 +389,7 @@ class Animator:
                         first = references.get(tube, kp_driving[rows.start : rows.start + 1])
                         motions = {tube: self._motion(mode, source, first)}
                     targets.append(motions[tube](kp_driving[rows]))
-                animated = self._generate(source, torch.cat(targets))
-                writer.write(paste(animated) if paste else to_uint8(animated))
-                if panels is not None:
-                    panels.write(compose_comparison(source.image, source.kp, frames, kp_driving,
-                                                    animated))
+                behind.put((frames, kp_driving, self._generate(source, torch.cat(targets))))
                 start += len(batch)
                 bar.update(len(batch))
 
@@ -407,7 +413,7 @@ class Animator:
         best: dict[int, tuple[float, int, torch.Tensor]] = {}
         start = 0
         with Progress("find best frame", reader.num_frames, progress) as bar:
-            for batch in _read_ahead(reader, self.batch_size):
+            for batch in read_ahead(reader, self.batch_size):
                 frames, runs = framing.frame(to_tensor(batch), start, self.image_size)
                 frames = self._on_device(frames)
                 kp = self._keypoints(frames)
@@ -466,72 +472,6 @@ def _image_batch(image: ImageInput) -> torch.Tensor:
 def _describe(image: ImageInput) -> str:
     """How an error names a source image: its file, or what it was given as."""
     return str(image) if isinstance(image, str | os.PathLike) else "the source image"
-
-
-def _read_ahead(reader: VideoReader, batch_size: int, depth: int = 2) -> Iterator[np.ndarray]:
-    """Yield ``reader``'s batches, decoded up to ``depth`` batches ahead on a background thread.
-
-    FFmpeg and Pillow decode without holding the GIL, so the next batch is being decoded
-    while the model works on this one (which matters on GPUs, where the model is fast).
-
-    Whatever ends the decoding thread reaches the consumer, after the batches before it: the
-    end of the video, or an error of any kind (also one that is not an ``Exception``, or one
-    raised when the decoder is closed), re-raised here as an :class:`InputError` naming the
-    file. If the thread vanishes without a word the consumer does not wait for it. Stopping
-    early (an error downstream) stops the thread at its next batch.
-    """
-    ready: queue.Queue = queue.Queue(maxsize=depth)
-    stopped = threading.Event()
-    end = object()
-
-    def put(item) -> bool:
-        while not stopped.is_set():
-            try:
-                ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def decode() -> None:
-        outcome: object = end
-        batches = reader.iter_batches(batch_size)
-        try:
-            for batch in batches:
-                if not put(batch):
-                    return
-        except BaseException as error:  # handed to the consumer, whatever it is
-            outcome = error
-        finally:
-            try:
-                batches.close()
-            except BaseException as error:  # closing failed: that is the outcome then
-                outcome = error if outcome is end else outcome
-            put(outcome)
-
-    thread = threading.Thread(target=decode, name="tpsmm-decode", daemon=True)
-    thread.start()
-    try:
-        while True:
-            try:
-                item = ready.get(timeout=0.2)
-            except queue.Empty:
-                if thread.is_alive() or not ready.empty():
-                    continue
-                raise InputError(f"{reader.path}: the decoder stopped without a result") from None
-            if item is end:
-                return
-            if isinstance(item, InputError):
-                raise item
-            if isinstance(item, BaseException):
-                reason = " ".join(str(item).split()) or "no message"
-                raise InputError(f"{reader.path}: decoding failed ({type(item).__name__}: "
-                                 f"{reason})") from item
-            yield item
-    finally:
-        stopped.set()
-        # A decoder stuck inside FFmpeg must not hold the program: the thread is a daemon.
-        thread.join(timeout=5)
 
 
 def animate(source: ImageInput, driving: str | os.PathLike, output: str | os.PathLike, *,
