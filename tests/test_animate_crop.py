@@ -130,3 +130,12 @@ def test_auto_without_the_detectors_warns_and_fits_the_frames_whole(tmp_path, ca
     assert main(["animate", "--config", str(config), "--checkpoint", str(DEMO["checkpoint"]),
                  "--source", str(source), "--driving", str(driving), "--output",
                  str(tmp_path / "o2"), "-q", "--crop", "face"]) == 2
+
+
+def test_the_best_frame_is_found_in_each_tube(head_scene, tmp_path, capsys):
+    source, driving = head_scene
+    assert main(["animate", "--config", CONFIG, "--checkpoint", str(DEMO["checkpoint"]),
+                 "--source", str(source), "--driving", str(driving), "--output",
+                 str(tmp_path / "out"), "--crop", "face", "--find-best-frame"]) == 0
+    summary = capsys.readouterr().out
+    assert "reference frame" in summary and "2 tubes in the driving video" in summary

@@ -208,3 +208,11 @@ def test_an_uploaded_checkpoint_that_does_not_fit_its_config_is_a_message(page):
     page.click("#run")
     page.get_by_text("does not fit the config").first.wait_for(timeout=60_000)
     assert "Traceback" not in page.content()
+
+
+def test_serve_refuses_a_models_folder_that_is_not_there(tmp_path, capsys):
+    from tpsmm.cli import main
+
+    pytest.importorskip("gradio")
+    assert main(["serve", "--models", str(tmp_path / "none")]) == 2
+    assert "none: no such folder (--models)" in capsys.readouterr().err
