@@ -82,17 +82,17 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def _serve(folder: Path, *options: str):
+    """Start ``tpsmm serve`` on a free port; yields its address and its working folder."""
     pytest.importorskip("gradio")
     if not CHROMIUM.exists():
         pytest.skip("needs Debian's chromium (apt-get install chromium)")
     port = _free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    log = folder / "serve.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(log, "w") as output:
         process = subprocess.Popen([sys.executable, "-m", "tpsmm.cli", "serve", "--port",
-                                    str(port), "--device", "cpu"], stdout=output,
+                                    str(port), "--device", "cpu", *options], stdout=output,
                                    stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -111,20 +111,30 @@ def server(tmp_path_factory):
     shutil.rmtree(Path(tempfile.gettempdir()) / f"tpsmm-serve-{port}", ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    yield from _serve(tmp_path_factory.mktemp("serve"))
+
+
+def _browser_page(playwright, url: str):
+    browser = playwright.chromium.launch(
+        executable_path=str(CHROMIUM),
+        # root needs --no-sandbox; the rest keep Chromium from calling its own servers.
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--no-first-run"])
+    page = browser.new_page(viewport={"width": 1400, "height": 1500})
+    page.requests = []
+    page.on("request", lambda request: page.requests.append(request.url))
+    page.goto(url)
+    page.wait_for_selector("#run")
+    return browser, page
+
+
 @pytest.fixture
 def page(server):
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            # root needs --no-sandbox; the rest keep Chromium from calling its own servers.
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1500})
-        page.requests = []
-        page.on("request", lambda request: page.requests.append(request.url))
-        page.goto(server[0])
-        page.wait_for_selector("#run")
+        browser, page = _browser_page(playwright, server[0])
         yield page
         browser.close()
 
@@ -216,3 +226,33 @@ def test_serve_refuses_a_models_folder_that_is_not_there(tmp_path, capsys):
     pytest.importorskip("gradio")
     assert main(["serve", "--models", str(tmp_path / "none")]) == 2
     assert "none: no such folder (--models)" in capsys.readouterr().err
+
+
+@pytest.mark.slow(minutes=1)
+def test_the_limits_are_messages_on_the_page(tmp_path):
+    """A server with small limits: a file too large, a video too long."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    servers = _serve(tmp_path, "--max-upload-mb", "1", "--max-seconds", "2")
+    url, _ = next(servers)
+    big = tmp_path / "big.mp4"
+    big.write_bytes(bytes(2_000_000))
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser, page = _browser_page(playwright, url)
+            assert "Files up to 1 MB; driving videos up to 2 s" in page.content()
+            _upload(page, "driving", big)
+            page.get_by_text('exceed the maximum allowed size of 1.0 Mb: "big.mp4"').first \
+                .wait_for(timeout=30_000)
+            page.reload()
+            page.wait_for_selector("#run")
+            _upload(page, "source", assets_dir() / SOURCE_NAME)
+            _upload(page, "driving", assets_dir() / DRIVING_NAME)
+            page.wait_for_selector("#driving video")
+            page.click("#run")
+            page.get_by_text("4.0 s is longer than this page's limit of 2 s").first.wait_for(
+                timeout=60_000)
+            browser.close()
+    finally:
+        next(servers, None)
