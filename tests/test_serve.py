@@ -256,3 +256,67 @@ def test_the_limits_are_messages_on_the_page(tmp_path):
             browser.close()
     finally:
         next(servers, None)
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory) -> Path:
+    """The demo's driving video 14 times over: 1400 frames, 56 s, over a minute of work."""
+    from tpsmm.data.video import open_writer
+
+    frames = np.stack(list(open_video(assets_dir() / DRIVING_NAME)))
+    path = tmp_path_factory.mktemp("long") / "long.mp4"
+    with open_writer(path, 25) as writer:
+        for _ in range(14):
+            writer.write(frames)
+    return path
+
+
+def _start(page, driving: Path) -> None:
+    """Start a job and wait until its progress shows."""
+    _upload(page, "source", assets_dir() / SOURCE_NAME)
+    _upload(page, "driving", driving)
+    page.wait_for_selector("#driving video")
+    page.click("#run")
+    page.get_by_text("of 1400 frames").first.wait_for(timeout=60_000)
+
+
+@pytest.mark.slow(minutes=1)
+def test_cancel_and_a_closed_tab_stop_the_job_and_free_the_worker(server, long_video):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser, first = _browser_page(playwright, server[0])
+        _start(first, long_video)
+        first.click("#cancel")
+        # The worker is free: the shipped example runs at once (alone it takes ~6 s; behind
+        # the long job it would wait over a minute).
+        started = time.monotonic()
+        first.reload()
+        first.wait_for_selector("#run")
+        _upload(first, "source", assets_dir() / SOURCE_NAME)
+        _upload(first, "driving", assets_dir() / DRIVING_NAME)
+        first.wait_for_selector("#driving video")
+        first.click("#run")
+        assert _summary(first).startswith(f"{DEMO_FRAMES} frames")
+        assert time.monotonic() - started < 40
+        # The same with the tab closed mid-job, and the next job from another tab.
+        first.reload()
+        first.wait_for_selector("#run")
+        _start(first, long_video)
+        first.close()
+        second = browser.new_page()
+        second.goto(server[0])
+        second.wait_for_selector("#run")
+        started = time.monotonic()
+        _upload(second, "source", assets_dir() / SOURCE_NAME)
+        _upload(second, "driving", assets_dir() / DRIVING_NAME)
+        second.wait_for_selector("#driving video")
+        second.click("#run")
+        assert _summary(second).startswith(f"{DEMO_FRAMES} frames")
+        assert time.monotonic() - started < 40
+        browser.close()
+    # Stopped jobs leave no files behind.
+    jobs = server[1] / "jobs"
+    deadline = time.monotonic() + 10
+    while any(jobs.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(jobs.iterdir())
