@@ -75,6 +75,7 @@ class Page:
             raise gr.Error("Choose a source image (upload, or take a webcam snapshot).")
         if not driving:
             raise gr.Error("Choose a driving video (upload, or record one with the webcam).")
+        model = self._model(label, checkpoint, config)
         stop = threading.Event()
         with self._lock:
             self._stops[request.session_hash] = stop
@@ -87,7 +88,6 @@ class Page:
                      f"about {left:.0f} s left", unit="frames")
 
         try:
-            model = self._model(label, checkpoint, config)
             animator = self.cache.get(model.checkpoint, model.config)
             job = JobRequest(Path(source), Path(driving), mode,
                              box.strip() if crop == "box:X,Y,W,H" else crop, paste_back,

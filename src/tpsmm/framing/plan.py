@@ -67,10 +67,6 @@ def resolve_crop(crop: str | Detector | None, config: Config) -> Detector | None
     return make_detector(crop)
 
 
-def _name(detector: Detector) -> str:
-    return f"box {detector.subject}" if isinstance(detector, FixedBox) else detector.subject
-
-
 def _check_inside(rect: Rect, height: int, width: int, where: object) -> None:
     if not rect.iou(Rect(0, 0, width, height)) > 0:
         raise InputError(f"{where}: the box {rect.x0:g},{rect.y0:g} to {rect.x1:g},{rect.y1:g} "
@@ -85,7 +81,7 @@ def source_window(image: np.ndarray, detector: Detector, where: object) -> Box:
     """
     found = detector(image)
     if not found:
-        raise InputError(f"{where}: no {_name(detector)} found in the source image; give its "
+        raise InputError(f"{where}: no {detector.subject} found in the source image; give its "
                          "box with --crop box:X,Y,W,H, or animate it whole with --crop none")
     _check_inside(found[0].rect, *image.shape[:2], where)
     return crop_window(found[0].rect, detector.margin, detector.lift)
@@ -133,11 +129,10 @@ class VideoFraming:
             tubes = cover(find_tubes(scan_video(reader, detector, progress=progress)),
                           reader.num_frames)
         if not tubes:
-            raise InputError(f"{reader.path}: no {_name(detector)} found in any frame of the "
+            raise InputError(f"{reader.path}: no {detector.subject} found in any frame of the "
                              "driving video; give its box with --crop box:X,Y,W,H or use "
                              "--crop none")
-        windows = [crop_window(t.subject, detector.margin, detector.lift) for t in tubes]
-        return cls(tubes, list(windows))
+        return cls(tubes, [crop_window(t.subject, detector.margin, detector.lift) for t in tubes])
 
     def tube_of(self, frame: int) -> int:
         """The index of the tube that holds frame ``frame``."""
