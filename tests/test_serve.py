@@ -42,6 +42,18 @@ def test_the_models_offered(tmp_path):
                       ("vox-256: vox.pth.tar", "vox-256")]
 
 
+def test_a_checkpoint_that_fails_to_load_leaves_the_cache_usable():
+    from tpsmm.errors import CheckpointError
+
+    demo = find_models(None)[0]
+    cache = AnimatorCache("cpu")
+    first = cache.get(demo.checkpoint, demo.config)
+    with pytest.raises(CheckpointError, match="does not fit the config"):
+        cache.get(demo.checkpoint, "vox-256")
+    again = cache.get(demo.checkpoint, demo.config)
+    assert again is not None and again is not first  # loaded again, not the stale entry
+
+
 @pytest.fixture(scope="module")
 def demo_animator():
     choice = find_models(None)[0]
@@ -116,8 +128,10 @@ def server(tmp_path_factory):
     yield from _serve(tmp_path_factory.mktemp("serve"))
 
 
-def _browser_page(playwright, url: str):
-    browser = playwright.chromium.launch(
+def _browser_page(playwright, url: str, browser=None):
+    """A page of ``url`` in a new headless Chromium (or a new tab of ``browser``), logging
+    every request it makes in ``page.requests``."""
+    browser = browser or playwright.chromium.launch(
         executable_path=str(CHROMIUM),
         # root needs --no-sandbox; the rest keep Chromium from calling its own servers.
         args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -151,13 +165,36 @@ def _summary(page) -> str:
     return page.locator("#summary textarea").input_value()
 
 
+def _start(page, driving: Path) -> None:
+    """Start a job with the shipped source and ``driving``."""
+    _upload(page, "source", assets_dir() / SOURCE_NAME)
+    _upload(page, "driving", driving)
+    page.wait_for_selector("#driving video")
+    page.click("#run")
+
+
+def _example_runs_at_once(page) -> None:
+    """The shipped example runs to its end within 40 s (alone it takes ~6 s; behind the
+    long job it would wait over a minute)."""
+    started = time.monotonic()
+    _start(page, assets_dir() / DRIVING_NAME)
+    assert _summary(page).startswith(f"{DEMO_FRAMES} frames")
+    assert time.monotonic() - started < 40
+
+
+def _no_job_folders(work: Path) -> None:
+    """The server's job folders are all gone (within 10 s)."""
+    jobs = work / "jobs"
+    deadline = time.monotonic() + 10
+    while any(jobs.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(jobs.iterdir())
+
+
 @pytest.mark.slow(minutes=1)
 def test_the_page_animates_the_example_with_its_sound_and_loads_nothing_from_outside(
         page, server, tmp_path):
-    _upload(page, "source", assets_dir() / SOURCE_NAME)
-    _upload(page, "driving", assets_dir() / DRIVING_NAME)
-    page.wait_for_selector("#driving video")
-    page.click("#run")
+    _start(page, assets_dir() / DRIVING_NAME)
     summary = _summary(page)
     assert summary.startswith(f"{DEMO_FRAMES} frames of 64x64") and "with sound" in summary
     source = page.locator("#result video").get_attribute("src")
@@ -172,12 +209,7 @@ def test_the_page_animates_the_example_with_its_sound_and_loads_nothing_from_out
     outside = [url for url in page.requests
                if not url.startswith((server[0], "data:", "blob:"))]
     assert outside == [] and len(page.requests) > 10
-    # The job's own folder is gone once the page has its files.
-    jobs = server[1] / "jobs"
-    deadline = time.monotonic() + 10
-    while any(jobs.iterdir()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not any(jobs.iterdir())
+    _no_job_folders(server[1])  # the job's own folder is gone once the page has its files
 
 
 def open_video_bytes(page, url: str, folder: Path):
@@ -271,52 +303,24 @@ def long_video(tmp_path_factory) -> Path:
     return path
 
 
-def _start(page, driving: Path) -> None:
-    """Start a job and wait until its progress shows."""
-    _upload(page, "source", assets_dir() / SOURCE_NAME)
-    _upload(page, "driving", driving)
-    page.wait_for_selector("#driving video")
-    page.click("#run")
-    page.get_by_text("of 1400 frames").first.wait_for(timeout=60_000)
-
-
 @pytest.mark.slow(minutes=1)
 def test_cancel_and_a_closed_tab_stop_the_job_and_free_the_worker(server, long_video):
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         browser, first = _browser_page(playwright, server[0])
         _start(first, long_video)
+        first.get_by_text("of 1400 frames").first.wait_for(timeout=60_000)
         first.click("#cancel")
-        # The worker is free: the shipped example runs at once (alone it takes ~6 s; behind
-        # the long job it would wait over a minute).
-        started = time.monotonic()
         first.reload()
         first.wait_for_selector("#run")
-        _upload(first, "source", assets_dir() / SOURCE_NAME)
-        _upload(first, "driving", assets_dir() / DRIVING_NAME)
-        first.wait_for_selector("#driving video")
-        first.click("#run")
-        assert _summary(first).startswith(f"{DEMO_FRAMES} frames")
-        assert time.monotonic() - started < 40
+        _example_runs_at_once(first)
         # The same with the tab closed mid-job, and the next job from another tab.
         first.reload()
         first.wait_for_selector("#run")
         _start(first, long_video)
+        first.get_by_text("of 1400 frames").first.wait_for(timeout=60_000)
         first.close()
-        second = browser.new_page()
-        second.goto(server[0])
-        second.wait_for_selector("#run")
-        started = time.monotonic()
-        _upload(second, "source", assets_dir() / SOURCE_NAME)
-        _upload(second, "driving", assets_dir() / DRIVING_NAME)
-        second.wait_for_selector("#driving video")
-        second.click("#run")
-        assert _summary(second).startswith(f"{DEMO_FRAMES} frames")
-        assert time.monotonic() - started < 40
+        _, second = _browser_page(playwright, server[0], browser)
+        _example_runs_at_once(second)
         browser.close()
-    # Stopped jobs leave no files behind.
-    jobs = server[1] / "jobs"
-    deadline = time.monotonic() + 10
-    while any(jobs.iterdir()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not any(jobs.iterdir())
+    _no_job_folders(server[1])  # stopped jobs leave no files behind

@@ -69,7 +69,8 @@ class AnimatorCache:
         stat = checkpoint.stat()
         key = (str(checkpoint.resolve()), stat.st_mtime_ns, stat.st_size, str(config))
         if key != self._key:
-            self._animator = None  # the old model's memory first
+            # The old model's memory first; and a load that fails leaves nothing cached.
+            self._animator = self._key = None
             self._animator = Animator.from_checkpoint(checkpoint, config, device=self.device)
             self._key = key
         return self._animator
