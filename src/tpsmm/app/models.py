@@ -7,6 +7,7 @@ same model starts at once; a changed file is loaded again.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,8 @@ class AnimatorCache:
         self.device = device
         self._key: tuple | None = None
         self._animator: Animator | None = None
+        # The page asks from several threads (a job, the mode list of another tab).
+        self._lock = threading.Lock()
 
     def get(self, checkpoint: Path, config: str | Path) -> Animator:
         """The animator for ``checkpoint``.
@@ -68,12 +71,14 @@ class AnimatorCache:
         """
         stat = checkpoint.stat()
         key = (str(checkpoint.resolve()), stat.st_mtime_ns, stat.st_size, str(config))
-        if key != self._key:
-            # The old model's memory first; and a load that fails leaves nothing cached.
-            self._animator = self._key = None
-            self._animator = Animator.from_checkpoint(checkpoint, config, device=self.device)
-            self._key = key
-        return self._animator
+        with self._lock:
+            if key != self._key:
+                # The old model's memory first; and a load that fails leaves nothing cached.
+                self._animator = self._key = None
+                self._animator = Animator.from_checkpoint(checkpoint, config,
+                                                          device=self.device)
+                self._key = key
+            return self._animator
 
     def has_avd(self, checkpoint: Path, config: str | Path) -> bool:
         """Whether the checkpoint holds the AVD network (``--mode avd`` needs it)."""
