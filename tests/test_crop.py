@@ -9,7 +9,9 @@ import pytest
 
 from tpsmm.cli import main
 from tpsmm.data.dataset import FramesDataset
+from tpsmm.data.images import Box, to_tensor, to_uint8
 from tpsmm.data.video import open_video, open_writer
+from tpsmm.framing.plan import cut
 from tpsmm.testing.scenes import Shot, moving_head
 
 pytest.importorskip("skimage")
@@ -73,13 +75,20 @@ def test_workers_cut_the_same_clips(raw, tmp_path):
     _crop(raw, two, "--min-size", "32", "--min-frames", "2", "--workers", "2")
     assert (one / "crops.csv").read_text() == (two / "crops.csv").read_text()
     assert len((one / "crops.csv").read_text().splitlines()) == 5  # header and 4 clips
-    for path in sorted(one.rglob("*.mp4")):
-        ours = np.stack(list(open_video(path))).astype(int)
-        theirs = np.stack(list(open_video(two / path.relative_to(one))))
-        # The frames handed to the encoder are equal; libx264 itself does not always encode
-        # them to the same bytes from run to run (measured, one process, twice: a mean of
-        # 0.85 levels apart, at most 31, on one of three clips).
-        assert ours.shape == theirs.shape and np.abs(ours - theirs).mean() < 1.5
+    # libx264 does not always encode the same frames to the same bytes in a long-lived
+    # process (decoded, two such encodes differ by up to 30 levels at edges, each 4.0 levels
+    # from the frames given), so each clip is held to the crop it should contain.
+    raw_frames = {name: np.stack(list(open_video(raw / name))) for name in ("talk.mp4",)}
+    for table in (one, two):
+        for row in csv.DictReader(open(table / "crops.csv")):
+            if row["video"] not in raw_frames:
+                continue
+            start, count, size = int(row["start"]), int(row["frames"]), int(row["size"])
+            window = Box(top=int(row["y"]), left=int(row["x"]), height=size, width=size)
+            expected = to_uint8(cut(to_tensor(raw_frames[row["video"]][start:start + count]),
+                                    window, 64)).astype(int)
+            clip = np.stack(list(open_video(table / row["split"] / f"{row['clip']}.mp4")))
+            assert np.abs(clip - expected).mean() < 5, (table.name, row["clip"])
 
 
 def test_no_videos_or_an_unknown_subject_is_one_line(tmp_path, capsys):
