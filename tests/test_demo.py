@@ -8,16 +8,18 @@ import torch
 
 from tpsmm import TPSMM
 from tpsmm.animation.animator import NEEDED_NETWORKS
+from tpsmm.animation.comparison import panel_scale
 from tpsmm.checkpoint_file import read_checkpoint
 from tpsmm.cli import main
 from tpsmm.data.dataset import FramesDataset
 from tpsmm.data.synthetic import generate_dataset
 from tpsmm.data.video import open_video
-from tpsmm.demo import CHECKPOINT_NAME, CONFIG, DISPLAY_SCALE, assets_dir
+from tpsmm.demo import CHECKPOINT_NAME, CONFIG, assets_dir
 from tpsmm.evaluation.extractors import MarkerExtractor
 from tpsmm.evaluation.reconstruction import reconstruct
 
 DEMO_FRAMES = 100  # the shipped driving video's length (tools/demo_assets.py)
+DISPLAY_SCALE = panel_scale(64)
 
 
 def test_shipped_inputs_are_readable():

@@ -202,8 +202,9 @@ def test_the_page_animates_the_example_with_its_sound_and_loads_nothing_from_out
     video.write_bytes(page.request.get(source).body())
     reader = open_video(video)
     assert reader.num_frames == DEMO_FRAMES and has_audio(video)
+    # 64-px panels, magnified 4x
     comparison = page.locator("#comparison video").get_attribute("src")
-    assert open_video_bytes(page, comparison, tmp_path).size == (64, 192)
+    assert open_video_bytes(page, comparison, tmp_path).size == (256, 768)
     if os.environ.get("TPSMM_SCREENSHOT"):  # the README's picture
         page.screenshot(path=os.environ["TPSMM_SCREENSHOT"], full_page=True)
     outside = [url for url in page.requests

@@ -12,7 +12,6 @@ a training checkpoint.
 from __future__ import annotations
 
 import os
-from contextlib import ExitStack
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -20,8 +19,6 @@ from pathlib import Path
 import torch
 
 from tpsmm.animation.animator import Animator
-from tpsmm.animation.comparison import compose_comparison
-from tpsmm.data.images import to_tensor, to_uint8
 from tpsmm.data.video import open_video, open_writer
 from tpsmm.model import TPSMM
 
@@ -29,8 +26,6 @@ CONFIG = "synthetic-64"
 CHECKPOINT_NAME = "synthetic-64.pth"
 SOURCE_NAME = "source.png"
 DRIVING_NAME = "driving.mp4"
-# The comparison video shows each 64x64 panel 4x larger.
-DISPLAY_SCALE = 4
 
 
 def assets_dir() -> Path:
@@ -53,7 +48,8 @@ def run_demo(output_dir: str | os.PathLike = ".", checkpoint: str | os.PathLike 
 
     Writes ``demo.mp4`` (the result, at the model's resolution) and
     ``demo_comparison.mp4`` (source | driving | result with keypoints,
-    magnified) into ``output_dir``, both with the driving video's sound.
+    magnified 4x) into ``output_dir``, both with the driving video's sound, through
+    :meth:`Animator.animate` as ``tpsmm animate --comparison`` does.
     ``untrained`` uses randomly initialised weights instead of a checkpoint
     (a check of the whole pipeline, not a result). ``gif`` also writes the
     comparison as ``demo_comparison.gif`` at half its magnification and
@@ -67,30 +63,17 @@ def run_demo(output_dir: str | os.PathLike = ".", checkpoint: str | os.PathLike 
     else:
         animator = Animator.from_checkpoint(checkpoint or assets / CHECKPOINT_NAME, CONFIG,
                                             device=device)
-    source = animator.prepare(assets / SOURCE_NAME)
-    reader = open_video(assets / DRIVING_NAME)
     output_dir = Path(output_dir)
     result_path = output_dir / "demo.mp4"
     comparison_path = output_dir / "demo_comparison.mp4"
     gif_path = output_dir / "demo_comparison.gif" if gif else None
-    with ExitStack() as stack:
-        result = stack.enter_context(open_writer(result_path, reader.fps,
-                                                 audio_from=reader.path))
-        comparison = stack.enter_context(open_writer(comparison_path, reader.fps,
-                                                     audio_from=reader.path))
-        small = stack.enter_context(open_writer(gif_path, reader.fps / 2)) if gif else None
-        kp_first = None
-        done = 0
-        for batch in reader.iter_batches(animator.batch_size):
-            frames = to_tensor(batch).to(animator.device)
-            kp_driving = animator.keypoints(frames)
-            kp_first = kp_driving[:1] if kp_first is None else kp_first
-            generated = animator.animate_keypoints(source, kp_driving, kp_first)
-            result.write(to_uint8(generated))
-            panels = compose_comparison(source.image, source.kp, frames, kp_driving, generated,
-                                        DISPLAY_SCALE)
-            comparison.write(panels)
-            if small is not None:
-                small.write(panels[-done % 2::2, ::2, ::2])  # even frame numbers
-            done += len(panels)
-    return DemoResult(result_path, comparison_path, reader.num_frames, untrained, gif_path)
+    result = animator.animate(assets / SOURCE_NAME, assets / DRIVING_NAME, result_path,
+                              comparison=comparison_path)
+    if gif_path is not None:
+        comparison = open_video(comparison_path)
+        with open_writer(gif_path, comparison.fps / 2) as small:
+            done = 0
+            for panels in comparison.iter_batches(16):
+                small.write(panels[-done % 2::2, ::2, ::2])  # even frame numbers, half size
+                done += len(panels)
+    return DemoResult(result_path, comparison_path, result.frames, untrained, gif_path)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from tpsmm.animation.best_frame import keypoint_distances, load_face_landmarks
-from tpsmm.animation.comparison import compose_comparison
+from tpsmm.animation.comparison import Comparison
 from tpsmm.animation.keypoints import relative_kp, relative_scale
 from tpsmm.animation.overlap import WriteBehind, read_ahead
 from tpsmm.config import Config
@@ -295,8 +295,9 @@ class Animator:
                 so the output has the source's size (capped by ``max_size``); else write the
                 crops.
             max_size: the longest side of pasted-back output; None: the source's.
-            comparison: also write this video (as ``output``): source | driving | result at
-                the model size, with the keypoints on the source and the driving frames.
+            comparison: also write this video (as ``output``): source | driving | result,
+                with the keypoints on the source and the driving frames, each panel
+                magnified to at least 256 px (:mod:`tpsmm.animation.comparison`).
 
         Raises:
             InputError: a driving frame cannot be decoded (after the frames before it were
@@ -366,14 +367,14 @@ class Animator:
         ``paste`` puts the frames back into the source image. ``writers``: the output's, and
         the comparison's or None."""
         writer, panels = writers
+        compose = Comparison(source.image, source.kp) if panels is not None else None
 
         @torch.inference_mode()  # a thread of its own: the mode is per thread
         def write(item: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
             frames, kp_driving, animated = item
             writer.write(paste(animated) if paste else to_uint8(animated))
             if panels is not None:
-                panels.write(compose_comparison(source.image, source.kp, frames, kp_driving,
-                                                animated))
+                panels.write(compose(frames, kp_driving, animated))
 
         motions: dict[int, Callable[[torch.Tensor], torch.Tensor]] = {}
         start = 0
