@@ -12,7 +12,7 @@ from tpsmm.framing.boxes import Rect, crop_window, parse_box, union
 from tpsmm.framing.detectors import Detection, FixedBox, make_detector
 from tpsmm.framing.paste_back import PasteBack, feather_mask, output_size
 from tpsmm.framing.plan import VideoFraming, default_subject, resolve_crop, source_window
-from tpsmm.framing.tubes import Scan, cover, find_tubes, scan_video
+from tpsmm.framing.tubes import Scan, Tube, cover, find_tubes, scan_video
 from tpsmm.testing.scenes import Shot, moving_head
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -221,3 +221,13 @@ def test_the_feathered_mask_and_the_size_cap():
     source = to_tensor(skimage_data.coffee()[None])
     assert PasteBack((source[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8),
                      Box(0, 0, 100, 100), max_size=300).size == (200, 300)
+
+
+def test_a_batch_splits_into_runs_of_its_tubes():
+    rect = Rect(0, 0, 8, 8)
+    framing = VideoFraming([Tube(0, 3, rect, 3), Tube(3, 5, rect, 2)],
+                           [Box(0, 0, 8, 8), Box(2, 2, 8, 8)])
+    frames = torch.rand(4, 3, 16, 16)
+    framed, runs = framing.frame(frames, 2, 8)
+    assert runs == [(0, slice(0, 1)), (1, slice(1, 4))]  # frames 2 | 3, 4, 5 (past the count)
+    assert torch.equal(framed[1:], take_box(frames[1:], Box(2, 2, 8, 8)))

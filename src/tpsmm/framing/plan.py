@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -134,21 +135,27 @@ class VideoFraming:
                              "--crop none")
         return cls(tubes, [crop_window(t.subject, detector.margin, detector.lift) for t in tubes])
 
+    @cached_property
+    def _starts(self) -> np.ndarray:
+        return np.array([tube.start for tube in self.tubes])
+
     def tube_of(self, frame: int) -> int:
         """The index of the tube that holds frame ``frame``."""
-        starts = [tube.start for tube in self.tubes]
-        return int(np.searchsorted(starts, frame, side="right")) - 1
+        return int(np.searchsorted(self._starts, frame, side="right")) - 1
 
     def frame(self, frames: torch.Tensor, first: int,
               size: int) -> tuple[torch.Tensor, list[tuple[int, slice]]]:
         """Frames ``first, first + 1, ...`` of the video, ``(B, 3, H, W)`` in [0, 1] ->
         ``(B, 3, size, size)`` framed by their tubes, and the batch's runs of frames from
-        one tube, as ``(tube index, rows)`` in order."""
-        tube_ids = [self.tube_of(first + i) for i in range(len(frames))]
+        one tube, as ``(tube index, rows)`` in order (tubes are contiguous runs of frames)."""
+        last = first + len(frames)
         runs = []
-        for tube_id in dict.fromkeys(tube_ids):
-            rows = [i for i, t in enumerate(tube_ids) if t == tube_id]
-            runs.append((tube_id, slice(rows[0], rows[-1] + 1)))
+        for tube_id in range(self.tube_of(first), self.tube_of(last - 1) + 1):
+            # The next tube's start ends this one; the last takes every frame left (a
+            # video may hold more frames than its header counted).
+            stop = self.tubes[tube_id + 1].start if tube_id + 1 < len(self.tubes) else last
+            runs.append((tube_id, slice(max(self.tubes[tube_id].start, first) - first,
+                                        min(stop, last) - first)))
         framed = [fit(frames[rows], size, self.fit_mode) if self.windows[tube_id] is None
                   else cut(frames[rows], self.windows[tube_id], size)
                   for tube_id, rows in runs]
