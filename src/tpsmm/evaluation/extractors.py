@@ -20,7 +20,7 @@ the reason, never silently skipped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -72,13 +72,20 @@ class FaceAlignmentExtractor:
         self.aligner = make_aligner(device, flip_input=False)
 
     def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        points = np.zeros((len(frames), 68, 2), np.float32)
-        found = np.zeros((len(frames), 68), bool)
-        for t, frame in enumerate(frames):
-            landmarks = first_face(self.aligner, frame)
-            if landmarks is not None:
-                points[t], found[t] = landmarks, True
-        return points, found
+        return _face_landmarks(frames, lambda frame: first_face(self.aligner, frame))
+
+
+def _face_landmarks(frames: np.ndarray, find: Callable[[np.ndarray], np.ndarray | None]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """68 landmarks of each frame by ``find`` (None: no face, all 68 missing) ->
+    ``(points (T, 68, 2), found (T, 68))``."""
+    points = np.zeros((len(frames), 68, 2), np.float32)
+    found = np.zeros((len(frames), 68), bool)
+    for t, frame in enumerate(frames):
+        landmarks = find(frame)
+        if landmarks is not None:
+            points[t], found[t] = landmarks, True
+    return points, found
 
 
 class DlibLandmarkExtractor:
@@ -87,17 +94,11 @@ class DlibLandmarkExtractor:
 
     name = "dlib-68"
 
-    def __init__(self) -> None:
-        self.landmarks = DlibLandmarks()
+    def __init__(self, landmarks: DlibLandmarks) -> None:
+        self.landmarks = landmarks
 
     def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        points = np.zeros((len(frames), 68, 2), np.float32)
-        found = np.zeros((len(frames), 68), bool)
-        for t, frame in enumerate(frames):
-            landmarks = self.landmarks(frame)
-            if landmarks is not None:
-                points[t], found[t] = landmarks, True
-        return points, found
+        return _face_landmarks(frames, self.landmarks)
 
 
 class DlibIdentityExtractor:
@@ -106,8 +107,8 @@ class DlibIdentityExtractor:
 
     name = "dlib-resnet"
 
-    def __init__(self) -> None:
-        self.embedding = DlibFaceEmbedding()
+    def __init__(self, landmarks: DlibLandmarks) -> None:
+        self.embedding = DlibFaceEmbedding(landmarks)
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         rows = [self.embedding(frame) for frame in frames]
@@ -178,17 +179,18 @@ def build_extractors(names: Sequence[str] | None, root: str | Path, aed_model: s
             absent["face-alignment"] = "the face_alignment package is not installed"
     else:
         absent["face-alignment"] = "not requested (--metrics face-alignment; faces only)"
-    for name, extractor in (("dlib-68", DlibLandmarkExtractor),
-                            ("dlib-resnet", DlibIdentityExtractor)):
-        if name not in wanted:
-            absent[name] = f"not requested (--metrics {name}; faces only)"
-            continue
-        try:
-            built = extractor()
-        except MissingExtraError as error:
-            absent[name] = str(error)
-            continue
-        (keypoints if name == "dlib-68" else identities).append(built)
+    dlib_wanted = [name for name in ("dlib-68", "dlib-resnet") if name in wanted]
+    absent.update({name: f"not requested (--metrics {name}; faces only)"
+                   for name in ("dlib-68", "dlib-resnet") if name not in wanted})
+    try:
+        # One detector and landmark model for both (the embedding starts from landmarks).
+        landmarks = DlibLandmarks() if dlib_wanted else None
+        if "dlib-68" in dlib_wanted:
+            keypoints.append(DlibLandmarkExtractor(landmarks))
+        if "dlib-resnet" in dlib_wanted:
+            identities.append(DlibIdentityExtractor(landmarks))
+    except MissingExtraError as error:
+        absent.update({name: str(error) for name in dlib_wanted})
     absent["pose"] = ("no body pose detector is bundled (the paper's OpenPose-style model); "
                       "plug one in through tpsmm.evaluation.extractors.KeypointExtractor")
     if "aed" in wanted and aed_model is not None:
