@@ -12,7 +12,8 @@ Found = the surest box lies on the true head (80% of it inside the head's box, o
 a false positive is any box on a frame without a face. Then animation with the shipped demo
 model of a character inside a 224x160 scene: fitted whole (``--crop none``) against
 ``--crop box`` with paste-back, and ``--crop face`` on the moving head (one more pass to
-find the tubes).
+find the tubes). Also: the tubes' scene-cut score on the heads (motion, the head appearing,
+cuts), and paste-back's L1 against a scene's truth, animated against the still source.
 
     python benchmarks/crop.py
 """
@@ -30,11 +31,14 @@ from _common import cpu_description
 from PIL import Image
 
 from tpsmm.animation import Animator
-from tpsmm.data.video import open_writer
+from tpsmm.data.video import open_video, open_writer
 from tpsmm.demo import CHECKPOINT_NAME, CONFIG, assets_dir
 from tpsmm.framing.boxes import Rect
 from tpsmm.framing.detectors import Detection, FaceDetector, make_detector
+from tpsmm.framing.tubes import SCENE_CUT_THRESHOLD, thumbnail
 from tpsmm.testing.scenes import Shot, character_in_scene, moving_head
+
+CHARACTER_BOX = "box:96,48,64,64"  # where character_in_scene shows its character
 
 
 class HaarFaces:
@@ -97,6 +101,25 @@ def measure(detector, frames: np.ndarray, truth: list) -> tuple[float, float, fl
     return found / faces, false / (len(truth) - faces), 1e3 * seconds / len(frames), jitter
 
 
+def scene_cut_scores(frames: np.ndarray) -> np.ndarray:
+    """The tubes' cut score between consecutive frames (tpsmm.framing.tubes)."""
+    small = [thumbnail(frame) for frame in frames]
+    return np.array([np.abs(b - a).mean() for a, b in zip(small, small[1:], strict=False)])
+
+
+def paste_back_l1(animator: Animator, folder: Path, seed: int, identity: int) -> tuple:
+    """L1 (8-bit levels) against the true scene of a character animated in its window and
+    pasted back, and of the still source pasted back (the scene's first frame)."""
+    scene = character_in_scene(32, seed=seed, identity=identity)
+    Image.fromarray(scene[0]).save(folder / "source.png")
+    with open_writer(folder / "driving.mp4", 25) as writer:
+        writer.write(scene)
+    animator.animate(folder / "source.png", folder / "driving.mp4", folder / "pasted",
+                     crop=CHARACTER_BOX)
+    pasted = np.stack(list(open_video(folder / "pasted"))).astype(np.float64)
+    return np.abs(pasted - scene).mean(), np.abs(scene[:1].astype(np.float64) - scene).mean()
+
+
 def animate_seconds(animator: Animator, source: Path, driving: Path, out: Path, crop: str,
                     repeats: int) -> float:
     best = float("inf")
@@ -128,6 +151,16 @@ def main() -> None:
             found, false, ms, jitter = measure(detector, frames, truth)
             print(f"{name:30} {set_name:16} {found:6.0%} {false:7.0%} {ms:9.1f} {jitter:15.2f}")
 
+    frames, truth = sets["heads (320x240)"]
+    scores = scene_cut_scores(frames)
+    cuts = [29, 59]  # between the three 30-frame shots
+    appear = [i for i in range(len(truth) - 1)
+              if (truth[i] is None) != (truth[i + 1] is None)]
+    motion = [i for i in range(len(scores)) if i not in cuts and i not in appear]
+    print(f"\nscene-cut score (threshold {SCENE_CUT_THRESHOLD}): motion within a shot up to "
+          f"{scores[motion].max():.3f}, the head appearing or vanishing up to "
+          f"{scores[appear].max():.3f}, cuts at least {scores[cuts].min():.3f}")
+
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         scene = character_in_scene(60)
@@ -138,9 +171,15 @@ def main() -> None:
             with open_writer(folder / name, 25) as writer:
                 writer.write(frames)
         animator = Animator.from_checkpoint(assets_dir() / CHECKPOINT_NAME, CONFIG, device="cpu")
+        print("\npaste-back, demo model, a character in a 224x160 scene, 32 frames: L1 against "
+              "the true scene, animated / still source")
+        for seed, identity in ((0, 0), (1, 3), (7, 11)):
+            animated, still = paste_back_l1(animator, folder, seed, identity)
+            print(f"  seed {seed}, character {identity}: {animated:.3f} / {still:.3f} = "
+                  f"{animated / still:.2f}x")
         runs = {
             "fitted whole (--crop none)": ("scene", "none"),
-            "--crop box + paste-back": ("scene", "box:96,48,64,64"),
+            "--crop box + paste-back": ("scene", CHARACTER_BOX),
             "--crop face + paste-back": ("head", "face"),
         }
         times = {label: animate_seconds(animator, folder / f"{stem}.png", folder / f"{stem}.mp4",

@@ -27,9 +27,9 @@ from tpsmm.progress import Progress, ProgressCallback
 # Tubes as the training data were cut (crop-video.py's --iou_with_initial).
 MIN_IOU_WITH_FIRST = 0.25
 # Mean absolute difference of consecutive frames' 32x32 grey thumbnails, in [0, 1], above
-# which a new shot starts. Measured on tpsmm.testing.scenes.moving_head (320x240): a 100-px
-# head moving 4 px a frame 0.013, appearing or vanishing 0.035; a cut between two photos
-# 0.22.
+# which a new shot starts. benchmarks/crop.py measures it on three shots of a 100-px head
+# moving over photos (320x240): motion within a shot up to 0.011, the head appearing or
+# vanishing up to 0.047, cuts between photos at least 0.220.
 SCENE_CUT_THRESHOLD = 0.12
 THUMBNAIL_SIZE = 32
 
