@@ -97,9 +97,9 @@ def test_a_missing_detector_package_is_one_line_saying_what_to_install(monkeypat
         make_detector("face")
     from tpsmm.config import load_config
 
-    # auto: a warning, then the frames are fitted whole as without a crop.
-    with pytest.warns(UserWarning, match=r"tpsmm\[crop\]"):
-        assert resolve_crop("auto", load_config("vox-256")) is None
+    # auto: a note, and the frames are fitted whole as without a crop.
+    detector, note = resolve_crop("auto", load_config("vox-256"))
+    assert detector is None and "pip install 'tpsmm[crop]'" in note
 
 
 # --------------------------------------------------------------------------- tubes

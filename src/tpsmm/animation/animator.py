@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -311,7 +312,9 @@ class Animator:
         self._check_mode(mode)
         if fit_mode not in FIT_MODES:
             raise ValueError(f"fit_mode must be one of {', '.join(FIT_MODES)}, got {fit_mode!r}")
-        detector = resolve_crop(crop, self.config)
+        detector, fallback = resolve_crop(crop, self.config)
+        if fallback is not None:
+            warnings.warn(fallback, stacklevel=2)
         reader = driving if isinstance(driving, VideoReader) else open_video(driving)
         window = paste = None
         if isinstance(source, PreparedSource):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,9 +109,7 @@ def run_job(request: JobRequest, animator: Animator, folder: Path, limits: Limit
 
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            detector = resolve_crop(request.crop, animator.config)
+        detector, fallback = resolve_crop(request.crop, animator.config)
         result = animator.animate(
             request.source, request.driving, folder / "result.mp4", mode=request.mode,
             fps=request.fps, find_best_frame=request.find_best_frame, progress=progress,
@@ -123,7 +120,7 @@ def run_job(request: JobRequest, animator: Animator, folder: Path, limits: Limit
         shutil.rmtree(folder, ignore_errors=True)
         raise
     height, width = result.frame_size
-    notes = [str(w.message) for w in caught]
+    notes = [fallback] if fallback else []
     if result.best_frame is not None:
         notes.append(f"reference frame {result.best_frame} by {result.best_frame_by}")
     if result.source_window is not None:

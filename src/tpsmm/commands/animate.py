@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 
 import torch
 
@@ -101,11 +100,9 @@ def run(args: argparse.Namespace) -> int:
     load_image(args.source)  # checked now; read again, whole, by the animator
     driving = open_video(args.driving)
     device = resolve_device(args.device)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        detector = resolve_crop(args.crop, config)
-    for warning in caught:
-        _warn(str(warning.message))
+    detector, fallback = resolve_crop(args.crop, config)
+    if fallback is not None:
+        _warn(fallback)
     if device.type == "cuda":
         # Every batch has the same shapes: let cuDNN pick its fastest algorithms once.
         torch.backends.cudnn.benchmark = True

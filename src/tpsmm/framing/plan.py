@@ -8,7 +8,6 @@ find the subject.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -41,31 +40,31 @@ def default_subject(config: Config) -> str | None:
     return None
 
 
-def resolve_crop(crop: str | Detector | None, config: Config) -> Detector | None:
-    """``--crop``'s value -> the detector to frame with, or None (fit whole).
+def resolve_crop(crop: str | Detector | None,
+                 config: Config) -> tuple[Detector | None, str | None]:
+    """``--crop``'s value -> the detector to frame with (None: fit whole), and a note for
+    the user when ``auto`` had to fall back.
 
     ``auto`` takes the config's subject (:func:`default_subject`); if its detector's package
-    is missing, a warning says so and how to install it, and the inputs are fitted whole.
+    is missing, the note says so and how to install it, and the inputs are fitted whole.
 
     Raises:
         MissingExtraError: an explicit subject whose package is missing.
         ValueError: an unknown choice or a malformed box.
     """
     if crop is None or isinstance(crop, Detector):
-        return crop
+        return crop, None
     if crop == "none":
-        return None
+        return None, None
     if crop == "auto":
         subject = default_subject(config)
         if subject is None:
-            return None
+            return None, None
         try:
-            return make_detector(subject)
+            return make_detector(subject), None
         except MissingExtraError as error:
-            warnings.warn(f"--crop auto: {error}; fitting the whole frames instead",
-                          stacklevel=2)
-            return None
-    return make_detector(crop)
+            return None, f"--crop auto: {error}; fitting the whole frames instead"
+    return make_detector(crop), None
 
 
 def _check_inside(rect: Rect, height: int, width: int, where: object) -> None:
