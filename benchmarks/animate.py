@@ -49,11 +49,14 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 from _common import cpu_description, load_average, peak_rss_kib  # noqa: E402
 from PIL import Image  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from tpsmm import TPSMM, load_config  # noqa: E402
 from tpsmm.animation import Animator  # noqa: E402
+from tpsmm.animation.inference import optimize_for_inference  # noqa: E402
 from tpsmm.data.images import load_image, to_tensor, to_uint8  # noqa: E402
 from tpsmm.data.video import open_video, open_writer  # noqa: E402
+from tpsmm.deploy.engines import openvino_capabilities  # noqa: E402
 from tpsmm.devices import native_reduced_precision  # noqa: E402
 from tpsmm.testing.golden import fill_with_rule  # noqa: E402
 from tpsmm.testing.reference_loop import animate_frame_by_frame  # noqa: E402
@@ -121,6 +124,9 @@ def speed(args: argparse.Namespace, folder: Path) -> None:
         kinds.update({f"{precision} compiled": (precision, "torch", True)
                       for precision in args.precisions})
     kinds.update({backend: ("fp32", backend, False) for backend in args.backends})
+    if "openvino" in args.backends and "bf16" in args.precisions and "BF16" in \
+            openvino_capabilities(importlib.import_module("openvino")):
+        kinds["openvino bf16"] = ("bf16", "openvino", False)
     variants = {(kind if batch is None or len(args.batch_sizes) == 1 else f"{kind} b{batch}"):
                 (*spec, batch) for kind, spec in kinds.items() for batch in args.batch_sizes}
     if "fp32" not in variants:  # the PSNR reference: fp32 at the first batch size
@@ -212,6 +218,38 @@ def speed(args: argparse.Namespace, folder: Path) -> None:
         targets.append(("best >= 10x the loop", max(fps.values()) / fps["loop"] >= 10))
     for name, met in targets:
         print(f"target {name}: {'met' if met else 'NOT met'}")
+    if device.type == "cpu":
+        _print_work(model, source, frames[:1], fps)
+
+
+def _print_work(model: TPSMM, source: torch.Tensor, frame: torch.Tensor,
+                fps: dict[str, float]) -> None:
+    """What one frame costs in floating-point operations, and the rate each row needed.
+
+    The networks as inference runs them (fused up-convolutions), direct convolution counted
+    (Winograd's fewer multiplications are the torch fp32 row's gain). It bounds the 3x
+    target: at 3x the loop, the whole frame has a third of the loop's time.
+    """
+    model = optimize_for_inference(copy.deepcopy(model), torch.device("cpu"), "fp32",
+                                   winograd=False)
+    with torch.no_grad():
+        kp_source = model.kp_detector(source)["fg_kp"]
+        maps = model.inpainting_network.encode(source)
+        with FlopCounterMode(display=False) as counter:
+            kp = model.kp_detector(frame)["fg_kp"]
+            motion = model.dense_motion_network(source, {"fg_kp": kp}, {"fg_kp": kp_source})
+            inpainting = model.inpainting_network
+            warped, _ = inpainting.warp(maps, motion["deformation"], motion["occlusion_map"])
+        before_decoder = counter.get_total_flops()
+        with FlopCounterMode(display=False) as counter:
+            inpainting.decode(warped, motion["occlusion_map"][-1], source)
+        decoder = counter.get_total_flops()
+    total = (before_decoder + decoder) / 1e9
+    print(f"\nwork per frame (direct convolution, as fused for inference): {total:.0f} GFLOP, "
+          f"{decoder / 1e9:.0f} of them in the inpainting decoder")
+    for name, rate in fps.items():
+        print(f"  {name:32s} {total * rate:6.0f} GFLOP/s over the whole frame")
+    print(f"  3x the loop needs {total * 3 * fps['loop']:.0f} GFLOP/s over the whole frame")
 
 
 def rss(args: argparse.Namespace, folder: Path) -> None:

@@ -124,7 +124,8 @@ class Animator:
             ~90% of the work. Everything else stays fp32.
         batch_size: frames per batch; by default 4 on the CPU, 16 on CUDA, 8 on MPS.
         backend: ``torch`` (default), or ``onnxruntime`` / ``openvino``: the model's ONNX
-            graphs run by that engine (CPU, fp32; needs ``pip install 'tpsmm[deploy]'``).
+            graphs run by that engine on the CPU (needs ``pip install 'tpsmm[deploy]'``): fp32,
+            or with OpenVINO bf16 on a CPU that has it.
         compile: ``torch.compile`` the networks (torch backend) for batches of
             ``batch_size``; the first batch then takes minutes to compile.
 

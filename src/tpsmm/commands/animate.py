@@ -50,8 +50,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "much slower on CPUs without")
     p.add_argument("--backend", choices=BACKENDS, default="torch",
                    help="what runs the networks: torch (default, any device), or the "
-                   "model's ONNX graphs in onnxruntime or openvino (CPU, fp32; pip install "
-                   "'tpsmm[deploy]')")
+                   "model's ONNX graphs in onnxruntime (CPU, fp32) or openvino (CPU, fp32, "
+                   "or bf16 where the CPU has it: the fastest CPU path); pip install "
+                   "'tpsmm[deploy]'")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the networks (torch backend): faster per frame, but "
                    "the first batch takes minutes to compile; for long videos")
@@ -109,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
     animator = Animator.from_checkpoint(args.checkpoint, config, device=device,
                                         precision=args.precision, batch_size=args.batch_size,
                                         backend=args.backend, compile=args.compile)
-    if not native_reduced_precision(animator.device, args.precision):
+    # (The graph backends refuse a precision the CPU cannot run.)
+    if args.backend == "torch" and not native_reduced_precision(animator.device, args.precision):
         _warn(f"this CPU has no native {args.precision} instructions (AVX-512 BF16/FP16 or "
               f"AMX): {args.precision} runs much slower than fp32 here (measured ~20x on AVX2)")
     if args.find_best_frame and args.mode != "relative":

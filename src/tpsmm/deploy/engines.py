@@ -8,7 +8,7 @@ backend streams, keeps the sound and takes the same options.
   :func:`~tpsmm.animation.inference.optimize_for_inference`, any device and precision.
 - :class:`GraphEngine` (``onnxruntime``, ``openvino``): the ONNX graphs of
   :func:`~tpsmm.deploy.onnx_export.export_onnx`, exported to a temporary folder when the
-  engine is made, on the CPU in fp32.
+  engine is made, on the CPU: fp32, or with OpenVINO the inpainting decoder in bf16.
 
 Tensors: ``frames (B, 3, S, S)`` in [0, 1]; keypoints ``(B, K*5, 2)`` in [-1, 1]; encoder
 maps as the inpainting network's ``encode`` gives them.
@@ -32,6 +32,9 @@ from tpsmm.generator import generate
 from tpsmm.model import TPSMM
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
+# What each graph backend runs: OpenVINO's CPU plugin has bf16 kernels where the CPU has bf16
+# instructions; onnxruntime's CPU provider has none worth having for convolutions.
+_GRAPH_PRECISIONS = {"onnxruntime": ("fp32",), "openvino": ("fp32", "bf16")}
 
 
 class TorchEngine:
@@ -85,37 +88,53 @@ class TorchEngine:
 
 
 class GraphEngine:
-    """The exported graphs run by onnxruntime or OpenVINO, on the CPU in fp32.
+    """The exported graphs run by onnxruntime or OpenVINO, on the CPU.
 
     Args:
         folder: a folder written by :func:`export_onnx` (its ``manifest.json``).
         backend: ``onnxruntime`` or ``openvino``.
+        precision: ``fp32``, or ``bf16`` with OpenVINO on a CPU with bf16 instructions: the
+            inpainting decoder in bf16, every other graph in fp32 (the torch engine's split).
         threads: intra-op threads (torch's count by default, as the torch engine uses).
+        streams: OpenVINO's streams, which share the threads and each take a part of every
+            batch (default: one per thread; ``benchmarks/openvino_streams.py`` compares).
     """
 
     device = torch.device("cpu")
-    precision = "fp32"
 
-    def __init__(self, folder: str | Path, backend: str, threads: int | None = None) -> None:
+    def __init__(self, folder: str | Path, backend: str, precision: str = "fp32",
+                 threads: int | None = None, streams: int | None = None) -> None:
+        _check_runtime(backend, precision)
         self.folder = Path(folder)
+        self.precision = precision
         manifest = json.loads((self.folder / MANIFEST).read_text())
         threads = threads or torch.get_num_threads()
-        run = {"onnxruntime": _onnxruntime_session,
-               "openvino": _openvino_session}[backend]
-        self._graphs = {name: run(self.folder / graph["file"], threads)
+        if backend == "onnxruntime":
+            self._graphs = {name: _onnxruntime_session(self.folder / graph["file"], threads)
+                            for name, graph in manifest["graphs"].items()}
+        else:
+            core = _runtime("openvino").Core()
+            self._graphs = {
+                name: _openvino_session(core, self.folder / graph["file"], threads,
+                                        streams or threads,
+                                        precision if name == "inpainting_decoder" else "fp32",
+                                        [i["name"] for i in graph["inputs"]
+                                         if i["shape"][0] == "batch"])
+                for name, graph in manifest["graphs"].items()}
+        self._inputs = {name: [i["name"] for i in graph["inputs"]]
                         for name, graph in manifest["graphs"].items()}
         self._outputs = {name: [o["name"] for o in graph["outputs"]]
                          for name, graph in manifest["graphs"].items()}
         self._temporary: tempfile.TemporaryDirectory | None = None
 
     @classmethod
-    def exporting(cls, model: TPSMM, backend: str) -> GraphEngine:
+    def exporting(cls, model: TPSMM, backend: str, precision: str = "fp32") -> GraphEngine:
         """Export ``model`` to a temporary folder (removed with the engine) and load it."""
-        _runtime(backend)  # a missing package is said before the export's seconds
+        _check_runtime(backend, precision)  # said before the export's seconds
         temporary = tempfile.TemporaryDirectory(prefix="tpsmm-onnx-")
         try:
             export_onnx(model, temporary.name)
-            engine = cls(temporary.name, backend)
+            engine = cls(temporary.name, backend, precision)
         except BaseException:
             temporary.cleanup()
             raise
@@ -137,7 +156,11 @@ class GraphEngine:
                  encoder_maps: list[torch.Tensor]) -> torch.Tensor:
         inputs = {"source": source, "kp_source": kp_source, "kp_driving": kp_driving}
         inputs.update({f"encoder_map_{i}": m for i, m in enumerate(encoder_maps)})
-        return torch.from_numpy(self._run("generator", inputs)[0])
+        motion = dict(zip(self._outputs["dense_motion"], self._run("dense_motion", inputs),
+                          strict=True))
+        # The decoder's inputs pass from one runtime call to the next as they came out.
+        decoder_inputs = {name: motion[name] for name in self._inputs["inpainting_decoder"]}
+        return torch.from_numpy(self._graphs["inpainting_decoder"](decoder_inputs)[0])
 
     def avd(self, kp_source: torch.Tensor, kp_driving: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self._run("avd_network", {"kp_source": kp_source,
@@ -163,17 +186,49 @@ def _onnxruntime_session(path: Path, threads: int):
     return lambda inputs: session.run(None, inputs)
 
 
-def _openvino_session(path: Path, threads: int):
-    ov = _runtime("openvino")
-    core = ov.Core()
-    # fp32 inference precision: OpenVINO would otherwise run bf16 on CPUs that have it.
-    compiled = core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32",
-                                                     "INFERENCE_NUM_THREADS": threads})
+def _check_runtime(backend: str, precision: str) -> None:
+    """One line if ``backend``'s package is missing or it cannot run ``precision`` here."""
+    if precision not in _GRAPH_PRECISIONS[backend]:
+        raise ConfigError(f"--backend {backend} runs {' or '.join(_GRAPH_PRECISIONS[backend])}, "
+                          f"not {precision}; --backend torch runs every precision")
+    runtime = _runtime(backend)
+    if precision == "bf16" and "BF16" not in openvino_capabilities(runtime):
+        # OpenVINO would silently run fp32 instead.
+        raise ConfigError("--backend openvino --precision bf16 needs a CPU with bf16 "
+                          "instructions (AVX-512 BF16 or AMX); this one has none: use fp32")
+
+
+def openvino_capabilities(openvino) -> list[str]:
+    """What OpenVINO's CPU plugin can run on this CPU (``BF16``, ``FP32``, ...)."""
+    return list(openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+def _openvino_session(core, path: Path, threads: int, streams: int, precision: str,
+                      batched: list[str]):
+    """Run the graph at ``path`` in ``streams`` streams sharing ``threads`` threads: a batch is
+    cut into that many parts (along the inputs named in ``batched``), run at once and joined.
+    With a stream per thread, the small layers that parallelise poorly inside one request
+    run side by side (``benchmarks/openvino_streams.py``)."""
+    # The precision is set either way: OpenVINO would otherwise run bf16 wherever it can.
+    hint = {"fp32": "f32", "bf16": "bf16"}[precision]
+    compiled = core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": hint,
+                                                     "INFERENCE_NUM_THREADS": threads,
+                                                     "NUM_STREAMS": streams})
     outputs = list(compiled.outputs)
+    requests = [compiled.create_infer_request() for _ in range(streams)]
 
     def run(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        results = compiled(inputs)
-        return [np.asarray(results[output]) for output in outputs]
+        size = next((len(inputs[name]) for name in batched), 1)
+        bounds = np.linspace(0, size, min(len(requests), size) + 1).round().astype(int)
+        parts = list(zip(requests, bounds[:-1], bounds[1:], strict=False))
+        for request, start, end in parts:
+            request.start_async({name: value[start:end] if name in batched else value
+                                 for name, value in inputs.items()})
+        for request, _, _ in parts:
+            request.wait()
+        # Copies: a request's output buffers are reused by its next run.
+        return [np.concatenate([request.get_tensor(output).data for request, _, _ in parts])
+                for output in outputs]
 
     return run
 
@@ -189,7 +244,7 @@ def make_engine(model: TPSMM, backend: str, device: torch.device, precision: str
     if compile_batch is not None:
         raise ConfigError(f"--compile is for --backend torch; {backend} optimises its graphs "
                           "itself")
-    if device.type != "cpu" or precision != "fp32":
-        raise ConfigError(f"--backend {backend} runs on the CPU in fp32 here; use --backend "
-                          "torch for other devices and precisions")
-    return GraphEngine.exporting(model, backend)
+    if device.type != "cpu":
+        raise ConfigError(f"--backend {backend} runs on the CPU here; use --backend torch "
+                          "for other devices")
+    return GraphEngine.exporting(model, backend, precision)

@@ -6,14 +6,23 @@ as the :class:`~tpsmm.animation.Animator` does, so the graphs are:
 - ``kp_detector.onnx``: ``image (B, 3, S, S)`` in [0, 1] -> ``kp (B, K*5, 2)`` in [-1, 1];
 - ``source_encoder.onnx``: ``source (1, 3, S, S)`` -> the inpainting encoder's maps
   ``encoder_map_i (1, C_i, S/2^i, S/2^i)``, once per source;
-- ``generator.onnx``: ``source``, ``kp_source (1, K*5, 2)``, ``kp_driving (B, K*5, 2)`` and
-  the encoder maps -> ``prediction (B, 3, S, S)`` in [0, 1], and, for checking, the flow
-  ``deformation (B, S/s, S/s, 2)`` and the occlusion masks ``occlusion_i``;
+- ``dense_motion.onnx``: ``source``, ``kp_source (1, K*5, 2)``, ``kp_driving (B, K*5, 2)``
+  and the encoder maps -> the encoder maps warped by the flow and masked, ``warped_map_i
+  (B, C_i, S/2^i, S/2^i)``, the warped source ``deformed (B, 3, S, S)``, and the flow
+  ``deformation (B, S/s, S/s, 2)`` and occlusion masks ``occlusion_i`` (the last one is the
+  decoder's, the others are there for checking);
+- ``inpainting_decoder.onnx``: the warped maps, ``deformed`` and the last occlusion mask ->
+  ``prediction (B, 3, S, S)`` in [0, 1];
 - ``avd_network.onnx`` when the checkpoint has one: ``kp_source (B, K*5, 2)``,
   ``kp_driving (B, K*5, 2)`` -> ``kp (B, K*5, 2)``.
 
-The batch B is dynamic. How driving keypoints become the ``kp_driving`` the generator takes
-(relative motion, its scale) is a few lines of arithmetic on keypoints, left to the caller
+The generator is two graphs so that an engine can run them in different precisions: the
+decoder holds nearly all of the per-frame convolutions and can run in bf16, while the TPS
+solves and every sampling grid must stay in fp32 (measured when the graphs were split,
+OpenVINO, vox-256: 32 dB against fp32 with the whole generator in bf16, 56.5 dB with
+only the decoder; ``benchmarks/animate.py`` prints the latter). The batch B is dynamic.
+How driving keypoints become the ``kp_driving`` the dense motion graph takes (relative
+motion, its scale) is a few lines of arithmetic on keypoints, left to the caller
 (:mod:`tpsmm.animation.keypoints`, described in the manifest).
 
 The graphs are exported from the networks as :func:`optimize_for_inference` rewrites them
@@ -38,8 +47,8 @@ from torch import nn
 from tpsmm.animation.inference import optimize_for_inference
 from tpsmm.config import plain
 from tpsmm.errors import ConfigError, OutputError
-from tpsmm.generator import generate
 from tpsmm.model import TPSMM
+from tpsmm.networks.inpainting import deform_input
 
 OPSET = 17  # GridSample needs 16
 MANIFEST = "manifest.json"
@@ -64,7 +73,9 @@ class _SourceEncoderGraph(nn.Module):
         return tuple(self.inpainting_network.encode(source))
 
 
-class _GeneratorGraph(nn.Module):
+class _DenseMotionGraph(nn.Module):
+    """The dense motion network and every sampling by its flow (fp32 in every precision)."""
+
     def __init__(self, model: TPSMM) -> None:
         super().__init__()
         self.dense_motion_network = model.dense_motion_network
@@ -73,10 +84,25 @@ class _GeneratorGraph(nn.Module):
     def forward(self, source: torch.Tensor, kp_source: torch.Tensor, kp_driving: torch.Tensor,
                 *encoder_maps: torch.Tensor) -> tuple[torch.Tensor, ...]:
         kp_source = kp_source.expand(kp_driving.shape[0], -1, -1)
-        generated = generate(self.dense_motion_network, self.inpainting_network, source,
-                             kp_source, kp_driving, encoder_maps=list(encoder_maps))
-        return (generated["prediction"], generated["motion"]["deformation"],
-                *generated["occlusion_map"])
+        motion = self.dense_motion_network(source, {"fg_kp": kp_driving},
+                                           {"fg_kp": kp_source})
+        deformation, occlusion = motion["deformation"], motion["occlusion_map"]
+        warped, _ = self.inpainting_network.warp(list(encoder_maps), deformation, occlusion)
+        deformed = deform_input(source, deformation)
+        # Warped maps shallowest first, numbered as the encoder maps they come from.
+        return (*warped[::-1], deformed, deformation, *occlusion)
+
+
+class _InpaintingDecoderGraph(nn.Module):
+    """The inpainting network's decoder: every convolution per frame, no sampling."""
+
+    def __init__(self, model: TPSMM) -> None:
+        super().__init__()
+        self.inpainting_network = model.inpainting_network
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        *warped, deformed, occlusion_last = inputs
+        return self.inpainting_network.decode(warped[::-1], occlusion_last, deformed)
 
 
 class _AVDGraph(nn.Module):
@@ -148,21 +174,30 @@ def export_onnx(model: TPSMM, folder: str | Path) -> Path:
     with torch.no_grad():
         kp = model.kp_detector(image)["fg_kp"]
         maps = model.inpainting_network.encode(source)
-        generated = _GeneratorGraph(model)(source, kp[:1], kp, *maps)
+        motion = _DenseMotionGraph(model)(source, kp[:1], kp, *maps)
+        prediction = _InpaintingDecoderGraph(model)(*motion[:len(maps) + 1], motion[-1])
     map_specs = {f"encoder_map_{i}": (m, False, ">= 0") for i, m in enumerate(maps)}
+    warped_specs = {f"warped_map_{i}": (m, True, ">= 0") for i, m in enumerate(motion)
+                    if i < len(maps)}
+    deformed_spec = {"deformed": (motion[len(maps)], True, unit)}
+    occlusion = motion[len(maps) + 2:]
+    last_occlusion = {f"occlusion_{len(occlusion) - 1}": (occlusion[-1], True, unit)}
     graphs = {
         "kp_detector": _export(_KeypointGraph(model), {"image": (image, True, unit)},
                                {"kp": (kp, True, signed)}, folder / "kp_detector.onnx"),
         "source_encoder": _export(_SourceEncoderGraph(model), {"source": (source, False, unit)},
                                   map_specs, folder / "source_encoder.onnx"),
-        "generator": _export(
-            _GeneratorGraph(model),
+        "dense_motion": _export(
+            _DenseMotionGraph(model),
             {"source": (source, False, unit), "kp_source": (kp[:1], False, signed),
              "kp_driving": (kp, True, signed), **map_specs},
-            {"prediction": (generated[0], True, unit),
-             "deformation": (generated[1], True, "source coordinates, about [-1, 1]"),
-             **{f"occlusion_{i}": (m, True, unit) for i, m in enumerate(generated[2:])}},
-            folder / "generator.onnx"),
+            {**warped_specs, **deformed_spec,
+             "deformation": (motion[len(maps) + 1], True, "source coordinates, about [-1, 1]"),
+             **{f"occlusion_{i}": (m, True, unit) for i, m in enumerate(occlusion)}},
+            folder / "dense_motion.onnx"),
+        "inpainting_decoder": _export(
+            _InpaintingDecoderGraph(model), {**warped_specs, **deformed_spec, **last_occlusion},
+            {"prediction": (prediction, True, unit)}, folder / "inpainting_decoder.onnx"),
     }
     if has_avd:
         graphs["avd_network"] = _export(
@@ -170,7 +205,7 @@ def export_onnx(model: TPSMM, folder: str | Path) -> Path:
             {"kp": (kp, True, signed)}, folder / "avd_network.onnx")
     manifest = {
         "format": "tpsmm-onnx",
-        "version": 1,
+        "version": 2,
         "opset": OPSET,
         "image_size": size,
         "num_keypoints": int(kp.shape[1]),
@@ -186,7 +221,10 @@ def export_onnx(model: TPSMM, folder: str | Path) -> Path:
             "mode relative: kp_driving = kp_source + (kp - kp_first) * scale, kp_first the "
             "first driving frame's keypoints, scale = sqrt(convex hull area of kp_source / "
             "that of kp_first)",
-            "prediction = generator(source, kp_source, kp_driving, encoder maps)",
+            "warped maps, deformed, deformation, occlusion masks = dense_motion(source, "
+            "kp_source, kp_driving, encoder maps)",
+            "prediction = inpainting_decoder(warped maps, deformed, "
+            f"occlusion_{len(occlusion) - 1})",
         ],
     }
     path = folder / MANIFEST

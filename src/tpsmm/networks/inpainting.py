@@ -88,6 +88,44 @@ class InpaintingNetwork(nn.Module):
         copy = self._mask(deform_input(features.detach(), deformation), occlusion.detach())
         return warped, copy
 
+    def warp(self, encoder_maps: list[torch.Tensor], deformation: torch.Tensor,
+             occlusion_map: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The encoder maps moved by the flow and masked, and their copies for the warp loss.
+
+        Args:
+            encoder_maps: :meth:`encode`'s maps, shallowest first (batch 1 broadcasts).
+            deformation: ``(B, h, w, 2)``, the dense motion network's flow.
+            occlusion_map: its masks, coarsest first.
+
+        Returns:
+            Two lists, deepest map first, as the decoder takes them: ``(B, C_i, H_i, W_i)``
+            each, the warped maps and the copies of :meth:`_warp_and_mask`.
+        """
+        warped, copies = [], []
+        for i, features in enumerate(reversed(encoder_maps)):
+            mask = occlusion_map[i if self.multi_mask else 0]
+            out, copy = self._warp_and_mask(features, deformation, mask)
+            warped.append(out)
+            copies.append(copy)
+        return warped, copies
+
+    def decode(self, warped: list[torch.Tensor], occlusion_last: torch.Tensor,
+               deformed: torch.Tensor) -> torch.Tensor:
+        """The driving frame from the warped maps (:meth:`warp`'s first list, deepest first),
+        the finest occlusion mask ``(B, 1, h, w)`` and the warped source ``deformed (B, 3, H,
+        W)``: ``(B, 3, H, W)`` in [0, 1]. The decoder's convolutions are all here, and no
+        sampling: this is the part that reduced precision may run."""
+        out = warped[0]
+        for i in range(self.num_down_blocks):
+            out = self.up_blocks[i](self.resblock[2 * i + 1](self.resblock[2 * i](out)))
+            if i < self.num_down_blocks - 1:
+                out = torch.cat([out, warped[i + 1]], dim=1)
+        if not self.multi_mask:
+            occlusion_last = F.interpolate(occlusion_last, size=out.shape[2:], mode="bilinear",
+                                           align_corners=True)
+        out = torch.sigmoid(self.final(out * (1 - occlusion_last) + warped[-1]))
+        return out * (1 - occlusion_last) + deformed * occlusion_last
+
     def forward(self, source_image: torch.Tensor, dense_motion: dict,
                 encoder_maps: list[torch.Tensor] | None = None) -> dict:
         """``source_image: (B, 3, H, W)`` in [0, 1]; ``dense_motion`` from
@@ -102,32 +140,15 @@ class InpaintingNetwork(nn.Module):
             encoder_maps = self.encode(source_image)
         deformation = dense_motion["deformation"]
         occlusion_map = dense_motion["occlusion_map"]
-
-        out, copy = self._warp_and_mask(encoder_maps[-1], deformation, occlusion_map[0])
-        warped_encoder_maps = [copy]
-        for i in range(self.num_down_blocks):
-            out = self.resblock[2 * i + 1](self.resblock[2 * i](out))
-            out = self.up_blocks[i](out)
-            mask = occlusion_map[i + 1 if self.multi_mask else 0]
-            skip, copy = self._warp_and_mask(encoder_maps[-(i + 2)], deformation, mask)
-            warped_encoder_maps.append(copy)
-            if i < self.num_down_blocks - 1:
-                out = torch.cat([out, skip], dim=1)
-
+        warped, copies = self.warp(encoder_maps, deformation, occlusion_map)
         deformed = deform_input(source_image, deformation)
-        occlusion_last = occlusion_map[-1]
-        if not self.multi_mask:
-            occlusion_last = F.interpolate(occlusion_last, size=out.shape[2:], mode="bilinear",
-                                           align_corners=True)
-        out = torch.sigmoid(self.final(out * (1 - occlusion_last) + skip))
-        prediction = out * (1 - occlusion_last) + deformed * occlusion_last
         return {
             "contribution_maps": dense_motion["contribution_maps"],
             "deformed_source": dense_motion["deformed_source"],
             "occlusion_map": occlusion_map,
             "deformed": deformed,
-            "warped_encoder_maps": warped_encoder_maps,
-            "prediction": prediction,
+            "warped_encoder_maps": copies,
+            "prediction": self.decode(warped, occlusion_map[-1], deformed),
         }
 
     def get_encode(self, driver_image: torch.Tensor,
