@@ -154,7 +154,7 @@ class Animator:
         # Which networks came from a checkpoint (a model built in code has none listed).
         self.loaded = list(model.loaded)
         self.engine = make_engine(model, backend, self.device, precision,
-                                  self.batch_size if compile else None)
+                                  self.batch_size if compile else None, self.batch_size)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | os.PathLike,

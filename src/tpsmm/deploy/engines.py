@@ -97,26 +97,29 @@ class GraphEngine:
             inpainting decoder in bf16, every other graph in fp32 (the torch engine's split).
         threads: intra-op threads (torch's count by default, as the torch engine uses).
         streams: OpenVINO's streams, which share the threads and each take a part of every
-            batch (default: one per thread; ``benchmarks/openvino_streams.py`` compares).
+            batch (default: one per thread, but no more than ``batch_size``: measured on 2
+            cores only, ``benchmarks/openvino_streams.py``).
+        batch_size: the frames per batch the engine will mostly be given.
     """
 
     device = torch.device("cpu")
 
     def __init__(self, folder: str | Path, backend: str, precision: str = "fp32",
-                 threads: int | None = None, streams: int | None = None) -> None:
+                 threads: int | None = None, streams: int | None = None,
+                 batch_size: int | None = None) -> None:
         _check_runtime(backend, precision)
         self.folder = Path(folder)
         self.precision = precision
         manifest = json.loads((self.folder / MANIFEST).read_text())
         threads = threads or torch.get_num_threads()
+        streams = streams or min(threads, batch_size or threads)
         if backend == "onnxruntime":
             self._graphs = {name: _onnxruntime_session(self.folder / graph["file"], threads)
                             for name, graph in manifest["graphs"].items()}
         else:
             core = _runtime("openvino").Core()
             self._graphs = {
-                name: _openvino_session(core, self.folder / graph["file"], threads,
-                                        streams or threads,
+                name: _openvino_session(core, self.folder / graph["file"], threads, streams,
                                         precision if name == "inpainting_decoder" else "fp32",
                                         [i["name"] for i in graph["inputs"]
                                          if i["shape"][0] == "batch"])
@@ -128,13 +131,14 @@ class GraphEngine:
         self._temporary: tempfile.TemporaryDirectory | None = None
 
     @classmethod
-    def exporting(cls, model: TPSMM, backend: str, precision: str = "fp32") -> GraphEngine:
+    def exporting(cls, model: TPSMM, backend: str, precision: str = "fp32",
+                  batch_size: int | None = None) -> GraphEngine:
         """Export ``model`` to a temporary folder (removed with the engine) and load it."""
         _check_runtime(backend, precision)  # said before the export's seconds
         temporary = tempfile.TemporaryDirectory(prefix="tpsmm-onnx-")
         try:
             export_onnx(model, temporary.name)
-            engine = cls(temporary.name, backend, precision)
+            engine = cls(temporary.name, backend, precision, batch_size=batch_size)
         except BaseException:
             temporary.cleanup()
             raise
@@ -234,9 +238,10 @@ def _openvino_session(core, path: Path, threads: int, streams: int, precision: s
 
 
 def make_engine(model: TPSMM, backend: str, device: torch.device, precision: str,
-                compile_batch: int | None = None) -> TorchEngine | GraphEngine:
+                compile_batch: int | None = None,
+                batch_size: int | None = None) -> TorchEngine | GraphEngine:
     """The engine ``backend`` names for ``model`` (which a torch engine takes over);
-    ``compile_batch`` as for :class:`TorchEngine`."""
+    ``compile_batch`` as for :class:`TorchEngine`, ``batch_size`` for :class:`GraphEngine`."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "torch":
@@ -247,4 +252,4 @@ def make_engine(model: TPSMM, backend: str, device: torch.device, precision: str
     if device.type != "cpu":
         raise ConfigError(f"--backend {backend} runs on the CPU here; use --backend torch "
                           "for other devices")
-    return GraphEngine.exporting(model, backend, precision)
+    return GraphEngine.exporting(model, backend, precision, batch_size)
