@@ -175,13 +175,13 @@ def export_onnx(model: TPSMM, folder: str | Path) -> Path:
         kp = model.kp_detector(image)["fg_kp"]
         maps = model.inpainting_network.encode(source)
         motion = _DenseMotionGraph(model)(source, kp[:1], kp, *maps)
-        prediction = _InpaintingDecoderGraph(model)(*motion[:len(maps) + 1], motion[-1])
+        warped, (deformed, deformation, *occlusion) = motion[:len(maps)], motion[len(maps):]
+        prediction = _InpaintingDecoderGraph(model)(*warped, deformed, occlusion[-1])
     map_specs = {f"encoder_map_{i}": (m, False, ">= 0") for i, m in enumerate(maps)}
-    warped_specs = {f"warped_map_{i}": (m, True, ">= 0") for i, m in enumerate(motion)
-                    if i < len(maps)}
-    deformed_spec = {"deformed": (motion[len(maps)], True, unit)}
-    occlusion = motion[len(maps) + 2:]
-    last_occlusion = {f"occlusion_{len(occlusion) - 1}": (occlusion[-1], True, unit)}
+    warped_specs = {f"warped_map_{i}": (m, True, ">= 0") for i, m in enumerate(warped)}
+    warped_specs["deformed"] = (deformed, True, unit)
+    occlusion_specs = {f"occlusion_{i}": (m, True, unit) for i, m in enumerate(occlusion)}
+    last_occlusion = list(occlusion_specs)[-1]
     graphs = {
         "kp_detector": _export(_KeypointGraph(model), {"image": (image, True, unit)},
                                {"kp": (kp, True, signed)}, folder / "kp_detector.onnx"),
@@ -191,12 +191,13 @@ def export_onnx(model: TPSMM, folder: str | Path) -> Path:
             _DenseMotionGraph(model),
             {"source": (source, False, unit), "kp_source": (kp[:1], False, signed),
              "kp_driving": (kp, True, signed), **map_specs},
-            {**warped_specs, **deformed_spec,
-             "deformation": (motion[len(maps) + 1], True, "source coordinates, about [-1, 1]"),
-             **{f"occlusion_{i}": (m, True, unit) for i, m in enumerate(occlusion)}},
+            {**warped_specs,
+             "deformation": (deformation, True, "source coordinates, about [-1, 1]"),
+             **occlusion_specs},
             folder / "dense_motion.onnx"),
         "inpainting_decoder": _export(
-            _InpaintingDecoderGraph(model), {**warped_specs, **deformed_spec, **last_occlusion},
+            _InpaintingDecoderGraph(model),
+            {**warped_specs, last_occlusion: occlusion_specs[last_occlusion]},
             {"prediction": (prediction, True, unit)}, folder / "inpainting_decoder.onnx"),
     }
     if has_avd:
@@ -223,8 +224,7 @@ def export_onnx(model: TPSMM, folder: str | Path) -> Path:
             "that of kp_first)",
             "warped maps, deformed, deformation, occlusion masks = dense_motion(source, "
             "kp_source, kp_driving, encoder maps)",
-            "prediction = inpainting_decoder(warped maps, deformed, "
-            f"occlusion_{len(occlusion) - 1})",
+            f"prediction = inpainting_decoder(warped maps, deformed, {last_occlusion})",
         ],
     }
     path = folder / MANIFEST
