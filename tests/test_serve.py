@@ -54,6 +54,31 @@ def test_a_checkpoint_that_fails_to_load_leaves_the_cache_usable():
     assert again is not None and again is not first  # loaded again, not the stale entry
 
 
+def test_the_page_animates_through_the_backend_it_was_started_with():
+    pytest.importorskip("openvino")
+    from tpsmm.data.images import to_tensor
+
+    demo = find_models(None)[0]
+    frames = to_tensor(np.stack(list(open_video(assets_dir() / DRIVING_NAME)))[:8])
+    results = {}
+    for backend in ("torch", "openvino"):
+        animator = AnimatorCache("cpu", "fp32", backend).get(demo.checkpoint, demo.config)
+        assert animator.backend == backend
+        source = animator.prepare(assets_dir() / SOURCE_NAME)
+        results[backend] = animator.animate_frames(source, frames)
+    assert (results["openvino"] - results["torch"]).abs().max() < 1 / 255
+
+
+def test_serve_refuses_an_engine_it_cannot_run_before_serving(capsys):
+    from tpsmm.cli import main
+
+    pytest.importorskip("gradio")
+    assert main(["serve", "--port", str(_free_port()), "--backend", "onnxruntime",
+                 "--precision", "bf16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--backend onnxruntime runs fp32, not bf16" in err[0], err
+
+
 @pytest.fixture(scope="module")
 def demo_animator():
     choice = find_models(None)[0]

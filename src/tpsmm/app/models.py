@@ -53,10 +53,13 @@ def find_models(folder: str | Path | None) -> list[ModelChoice]:
 
 class AnimatorCache:
     """The last animator loaded, reused while its checkpoint file is unchanged (one model
-    in memory per device: the page runs one job at a time)."""
+    in memory per device: the page runs one job at a time). Every animator runs on
+    ``device`` in ``precision`` through ``backend``, as :class:`Animator` takes them."""
 
-    def __init__(self, device: str) -> None:
+    def __init__(self, device: str, precision: str = "fp32", backend: str = "torch") -> None:
         self.device = device
+        self.precision = precision
+        self.backend = backend
         self._key: tuple | None = None
         self._animator: Animator | None = None
         # The page asks from several threads (a job, the mode list of another tab).
@@ -67,7 +70,7 @@ class AnimatorCache:
 
         Raises:
             CheckpointError: unreadable, or it does not fit ``config``.
-            ConfigError: ``config`` cannot be loaded.
+            ConfigError: ``config`` cannot be loaded, or the backend cannot run here.
         """
         stat = checkpoint.stat()
         key = (str(checkpoint.resolve()), stat.st_mtime_ns, stat.st_size, str(config))
@@ -75,8 +78,9 @@ class AnimatorCache:
             if key != self._key:
                 # The old model's memory first; and a load that fails leaves nothing cached.
                 self._animator = self._key = None
-                self._animator = Animator.from_checkpoint(checkpoint, config,
-                                                          device=self.device)
+                self._animator = Animator.from_checkpoint(
+                    checkpoint, config, device=self.device, precision=self.precision,
+                    backend=self.backend)
                 self._key = key
             return self._animator
 

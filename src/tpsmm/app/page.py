@@ -36,10 +36,10 @@ class Page:
     """The page's state: the models offered, the loaded model, the running jobs' stop
     flags (by browser session) and the working folder."""
 
-    def __init__(self, models_dir: str | Path | None, device: str, limits: Limits,
+    def __init__(self, models_dir: str | Path | None, cache: AnimatorCache, limits: Limits,
                  work_dir: Path) -> None:
         self.choices = {choice.label: choice for choice in find_models(models_dir)}
-        self.cache = AnimatorCache(device)
+        self.cache = cache
         self.limits = limits
         self.jobs_dir = work_dir / "jobs"
         self._stops: dict[str, threading.Event] = {}

@@ -9,12 +9,17 @@ import torch
 
 from tpsmm.animation import MODES, Animator
 from tpsmm.animation.animator import DEFAULT_MAX_SIZE
-from tpsmm.commands.arguments import positive_float, positive_int, subject
+from tpsmm.commands.arguments import (
+    add_engine_arguments,
+    positive_float,
+    positive_int,
+    slow_precision_warning,
+    subject,
+)
 from tpsmm.config import load_config
 from tpsmm.data.images import FIT_MODES, load_image
 from tpsmm.data.video import open_video
-from tpsmm.deploy.engines import BACKENDS
-from tpsmm.devices import DEVICES, PRECISIONS, native_reduced_precision, resolve_device
+from tpsmm.devices import resolve_device
 from tpsmm.framing.plan import CROP_CHOICES, resolve_crop
 
 
@@ -42,17 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "frame (default); standard: the source takes the driving keypoints as they "
                    "are; avd: pose from the driving frame, shape from the source (needs "
                    "avd_network in the checkpoint)")
-    p.add_argument("--device", choices=DEVICES, default="auto",
-                   help="auto: CUDA, else MPS, else the CPU (default)")
-    p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
-                   help="precision of the inpainting decoder, ~90%% of the work (default "
-                   "fp32); bf16/fp16 are faster on GPUs and CPUs with native support, and "
-                   "much slower on CPUs without")
-    p.add_argument("--backend", choices=BACKENDS, default="torch",
-                   help="what runs the networks: torch (default, any device), or the "
-                   "model's ONNX graphs in onnxruntime (CPU, fp32) or openvino (CPU, fp32, "
-                   "or bf16 where the CPU has it: the fastest CPU path); pip install "
-                   "'tpsmm[deploy]'")
+    add_engine_arguments(p)
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the networks (torch backend): faster per frame, but "
                    "the first batch takes minutes to compile; for long videos")
@@ -110,10 +105,9 @@ def run(args: argparse.Namespace) -> int:
     animator = Animator.from_checkpoint(args.checkpoint, config, device=device,
                                         precision=args.precision, batch_size=args.batch_size,
                                         backend=args.backend, compile=args.compile)
-    # (The graph backends refuse a precision the CPU cannot run.)
-    if args.backend == "torch" and not native_reduced_precision(animator.device, args.precision):
-        _warn(f"this CPU has no native {args.precision} instructions (AVX-512 BF16/FP16 or "
-              f"AMX): {args.precision} runs much slower than fp32 here (measured ~20x on AVX2)")
+    warning = slow_precision_warning(animator.device, args.backend, args.precision)
+    if warning is not None:
+        _warn(warning)
     if args.find_best_frame and args.mode != "relative":
         _warn(f"--find-best-frame only changes --mode relative; ignored for --mode {args.mode}")
     if driving.has_audio and args.fps and args.fps != driving.fps:

@@ -1,9 +1,15 @@
-"""argparse types for the commands' numbers: one bad value is one line from argparse."""
+"""argparse types for the commands' numbers (one bad value is one line from argparse), and
+the options that choose what runs the networks, shared by ``animate`` and ``serve``."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+
+import torch
+
+from tpsmm.deploy.engines import BACKENDS
+from tpsmm.devices import DEVICES, PRECISIONS, native_reduced_precision
 
 
 def _parse(kind: type, text: str) -> int | float:
@@ -76,3 +82,27 @@ def subject(*also: str) -> Callable[[str], str]:
         return text
 
     return parse
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--device``, ``--precision`` and ``--backend``."""
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="auto: CUDA, else MPS, else the CPU (default)")
+    parser.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
+                        help="precision of the inpainting decoder, ~90%% of the work (default "
+                        "fp32); bf16/fp16 are faster on GPUs and CPUs with native support, "
+                        "and much slower on CPUs without")
+    parser.add_argument("--backend", choices=BACKENDS, default="torch",
+                        help="what runs the networks: torch (default, any device), or the "
+                        "model's ONNX graphs in onnxruntime (CPU, fp32) or openvino (CPU, "
+                        "fp32, or bf16 where the CPU has it: the fastest CPU path); pip "
+                        "install 'tpsmm[deploy]'")
+
+
+def slow_precision_warning(device: torch.device, backend: str, precision: str) -> str | None:
+    """The warning for a torch precision that ``device`` runs without hardware support (the
+    graph backends refuse such a precision instead), or None."""
+    if backend != "torch" or native_reduced_precision(device, precision):
+        return None
+    return (f"this CPU has no native {precision} instructions (AVX-512 BF16/FP16 or AMX): "
+            f"{precision} runs much slower than fp32 here (measured ~20x on AVX2)")

@@ -6,11 +6,17 @@ import argparse
 import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
-from tpsmm.commands.arguments import at_least, positive_float
-from tpsmm.devices import DEVICES, resolve_device
+from tpsmm.commands.arguments import (
+    add_engine_arguments,
+    at_least,
+    positive_float,
+    slow_precision_warning,
+)
+from tpsmm.devices import resolve_device
 from tpsmm.errors import InputError, MissingExtraError
 
 
@@ -30,8 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--models", metavar="DIR",
                    help="folder with published checkpoints (vox.pth.tar, taichi.pth.tar, "
                    "ted.pth.tar, mgif.pth.tar) and training runs (config.yaml + last.pth.tar)")
-    p.add_argument("--device", choices=DEVICES, default="auto",
-                   help="auto: CUDA, else MPS, else the CPU (default)")
+    add_engine_arguments(p)
     p.add_argument("--max-upload-mb", type=at_least(1), default=200,
                    help="largest file accepted (default 200 MB)")
     p.add_argument("--max-seconds", type=positive_float, default=60.0,
@@ -53,14 +58,24 @@ def run(args: argparse.Namespace) -> int:
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     os.environ["GRADIO_TEMP_DIR"] = str(work / "gradio")
     from tpsmm.app.jobs import Limits
+    from tpsmm.app.models import AnimatorCache, find_models
     from tpsmm.app.page import Page
 
     limits = Limits(upload_mb=args.max_upload_mb, seconds=args.max_seconds,
                     video_side=args.max_video_side)
-    page = Page(args.models, device, limits, work)
+    cache = AnimatorCache(device, args.precision, args.backend)
+    # The demo model loaded now: a backend or precision that cannot run here is one line
+    # before the page is up, not a message on every job.
+    demo = find_models(None)[0]
+    cache.get(demo.checkpoint, demo.config)
+    warning = slow_precision_warning(resolve_device(device), args.backend, args.precision)
+    if warning is not None:
+        print(f"serve: warning: {warning}", file=sys.stderr)
+    page = Page(args.models, cache, limits, work)
     blocks = page.build()
     blocks.queue(default_concurrency_limit=1)
-    print(f"serve: http://{args.host}:{args.port} ({device}; Ctrl-C stops)", flush=True)
+    print(f"serve: http://{args.host}:{args.port} ({device}, {args.precision}, "
+          f"{args.backend}; Ctrl-C stops)", flush=True)
     blocks.launch(server_name=args.host, server_port=args.port, share=False,
                   max_file_size=f"{args.max_upload_mb}mb", footer_links=[],
                   allowed_paths=[str(page.jobs_dir)], enable_monitoring=False, quiet=True,
