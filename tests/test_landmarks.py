@@ -133,3 +133,22 @@ def test_reconstruct_reports_dlib_metrics_under_their_names(tmp_path, capsys):
     # prediction misses) and left out of AED, which is otherwise NaN.
     assert 3.5 < akd_value < 4.5 and mkr_value == 0
     assert float(aed.split("AED ")[1]) < 0.1
+
+
+def test_landmarks_and_embedding_detect_each_face_once(monkeypatch):
+    """reconstruct's dlib-68 then dlib-resnet on the same frames: one detection per frame."""
+    extractors = build_extractors(["dlib-68", "dlib-resnet"], ".")
+    [landmark_extractor], [identity_extractor] = extractors[0], extractors[1]
+    detector = landmark_extractor.landmarks.detector
+    calls = []
+    real_call = type(detector).__call__
+    monkeypatch.setattr(type(detector), "__call__",
+                        lambda self, image: calls.append(1) or real_call(self, image))
+    frames = np.stack([_head(), _head(scale=1.2), _head()])
+    points, found = landmark_extractor(frames)
+    embeddings = identity_extractor(frames)
+    assert found.all() and not np.isnan(embeddings).any()
+    assert len(calls) == 2  # the first and third frame are the same image
+    # What is kept is what would be found again.
+    fresh = DlibLandmarks()
+    assert np.array_equal(points[1], fresh(frames[1]))

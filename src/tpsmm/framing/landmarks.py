@@ -16,6 +16,7 @@ AED), never presented as the paper's face_alignment / OpenFace figures.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from pathlib import Path
 
@@ -49,27 +50,43 @@ class DlibLandmarks:
     """68 face landmarks of the surest face: ``(H, W, 3)`` uint8 RGB -> ``(68, 2)`` x, y
     pixels, or None when no face is found. ~3 ms a face after the detector.
 
+    The shapes of the last ``RECENT`` images are kept (by content), so that a
+    :class:`DlibFaceEmbedding` sharing this object does not detect again a face the
+    landmarks were just found on: reconstruct's ``dlib-68`` and ``dlib-resnet`` look at the
+    same frames one after the other, and the detector takes most of a landmark search (24 ms
+    a 320x240 frame in ``benchmarks/crop.py``).
+
     Raises:
         MissingExtraError: dlib or the model package is missing.
     """
 
     name = "dlib-68"
+    RECENT = 64
 
     def __init__(self, detector: FaceDetector | None = None) -> None:
         dlib = require("dlib", "face")
         self._dlib = dlib
         self.detector = detector or FaceDetector()
         self._predictor = dlib.shape_predictor(str(model_file(LANDMARKS_FILE)))
+        self._recent: dict[tuple, object] = {}
 
     def shape(self, image: np.ndarray):
         """dlib's full object detection of the surest face, or None."""
+        image = np.ascontiguousarray(image)
+        key = (image.shape, hashlib.blake2b(image.data, digest_size=16).digest())
+        if key in self._recent:
+            return self._recent[key]
         found = self.detector(image)
-        if not found:
-            return None
-        box = found[0].rect
-        rect = self._dlib.rectangle(round(box.x0), round(box.y0), round(box.x1) - 1,
-                                    round(box.y1) - 1)
-        return self._predictor(np.ascontiguousarray(image), rect)
+        shape = None
+        if found:
+            box = found[0].rect
+            rect = self._dlib.rectangle(round(box.x0), round(box.y0), round(box.x1) - 1,
+                                        round(box.y1) - 1)
+            shape = self._predictor(image, rect)
+        if len(self._recent) >= self.RECENT:
+            del self._recent[next(iter(self._recent))]  # the oldest
+        self._recent[key] = shape
+        return shape
 
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
         shape = self.shape(image)
