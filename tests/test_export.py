@@ -83,6 +83,8 @@ def test_exported_graphs_match_torch_on_the_golden_case(case_name, backend, tiny
     assert set(manifest["graphs"]) == {"kp_detector", "source_encoder", "dense_motion",
                                        "inpainting_decoder", "avd_network"}
     assert manifest["opset"] >= 16 and manifest["image_size"] == case.meta["image_size"]
+    assert [name for name, graph in manifest["graphs"].items()
+            if graph["reduced_precision"]] == ["inpainting_decoder"]
     motion = {spec["name"]: spec for spec in manifest["graphs"]["dense_motion"]["inputs"]}
     assert motion["kp_driving"]["shape"][0] == "batch"
     size = case.meta["image_size"]

@@ -94,7 +94,8 @@ class GraphEngine:
         folder: a folder written by :func:`export_onnx` (its ``manifest.json``).
         backend: ``onnxruntime`` or ``openvino``.
         precision: ``fp32``, or ``bf16`` with OpenVINO on a CPU with bf16 instructions: the
-            inpainting decoder in bf16, every other graph in fp32 (the torch engine's split).
+            graphs the manifest marks ``reduced_precision`` (the inpainting decoder) in bf16,
+            every other graph in fp32 (the torch engine's split).
         threads: intra-op threads (torch's count by default, as the torch engine uses).
         streams: OpenVINO's streams, which share the threads and each take a part of every
             batch (default: one per thread, but no more than ``batch_size``: measured on 2
@@ -120,7 +121,7 @@ class GraphEngine:
             core = _runtime("openvino").Core()
             self._graphs = {
                 name: _openvino_session(core, self.folder / graph["file"], threads, streams,
-                                        precision if name == "inpainting_decoder" else "fp32",
+                                        precision if graph["reduced_precision"] else "fp32",
                                         [i["name"] for i in graph["inputs"]
                                          if i["shape"][0] == "batch"])
                 for name, graph in manifest["graphs"].items()}

@@ -131,9 +131,11 @@ def _spec(name: str, tensor: torch.Tensor, batch_axis: bool, value_range: str) -
 
 
 def _export(module: nn.Module, inputs: dict[str, tuple[torch.Tensor, bool, str]],
-            outputs: dict[str, tuple[torch.Tensor, bool, str]], path: Path) -> dict:
+            outputs: dict[str, tuple[torch.Tensor, bool, str]], path: Path,
+            reduced_precision: bool = False) -> dict:
     """Export ``module`` called on the ``inputs`` (name: example, batch axis?, range) and
-    return the manifest entry; ``outputs`` are the module's outputs, likewise."""
+    return the manifest entry; ``outputs`` are the module's outputs, likewise.
+    ``reduced_precision``: whether an engine may run the graph in bf16 / fp16."""
     dynamic = {name: {0: "batch"} for name, (_, batched, _) in {**inputs, **outputs}.items()
                if batched}
     with warnings.catch_warnings():
@@ -147,6 +149,7 @@ def _export(module: nn.Module, inputs: dict[str, tuple[torch.Tensor, bool, str]]
     onnx = _onnx()
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     return {"file": path.name,
+            "reduced_precision": reduced_precision,
             "inputs": [_spec(n, *spec) for n, spec in inputs.items()],
             "outputs": [_spec(n, *spec) for n, spec in outputs.items()]}
 
@@ -198,7 +201,8 @@ def export_onnx(model: TPSMM, folder: str | Path) -> Path:
         "inpainting_decoder": _export(
             _InpaintingDecoderGraph(model),
             {**warped_specs, last_occlusion: occlusion_specs[last_occlusion]},
-            {"prediction": (prediction, True, unit)}, folder / "inpainting_decoder.onnx"),
+            {"prediction": (prediction, True, unit)}, folder / "inpainting_decoder.onnx",
+            reduced_precision=True),
     }
     if has_avd:
         graphs["avd_network"] = _export(
