@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import copy
 from importlib import resources
 
@@ -151,8 +152,15 @@ def test_missing_wrong_or_unreadable_checkpoint(tmp_path):
         TPSMM.from_checkpoint(tmp_path / "none.pth.tar", config="vox-256")
     garbage = tmp_path / "garbage.pth.tar"
     garbage.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(CheckpointError, match="garbage.pth.tar: cannot read checkpoint"):
+    with pytest.raises(CheckpointError, match="garbage.pth.tar: cannot read checkpoint: "
+                       "not a PyTorch file") as error:
         TPSMM.from_checkpoint(garbage, config="vox-256")
+    assert "weights_only" not in str(error.value)  # not torch's advice to load unsafely
+    pickled = tmp_path / "pickled.pth.tar"
+    torch.save({"kp_detector": {}, "args": argparse.Namespace(lr=1)}, pickled)
+    with pytest.raises(CheckpointError, match=r"pickled.pth.tar: .*Python object "
+                       r"\(argparse.Namespace\), which is not loaded, for safety"):
+        TPSMM.from_checkpoint(pickled, config="vox-256")
     other = tmp_path / "other.pth.tar"
     torch.save({"weights": torch.zeros(1)}, other)
     with pytest.raises(CheckpointError, match="not a TPSMM checkpoint .*found: weights"):
@@ -174,6 +182,20 @@ def test_missing_vgg_weights_says_how_to_provide_them(tmp_path, monkeypatch):
     assert "--vgg-weights" in message and "'random'" in message
     with pytest.raises(ConfigError, match="VGG-19 weight file not found"):
         load_vgg19(tmp_path / "nope.pth")
+    weights = tmp_path / "vgg19.pth"
+    weights.write_bytes(b"\x80\x02")  # a pickle's first bytes, as an interrupted copy
+    with pytest.raises(ConfigError, match=r"vgg19.pth: cannot read VGG-19 weights: the file "
+                       "ends early"):
+        load_vgg19(weights)
+    weights.write_text("<html>a login page saved as the weights</html>")
+    with pytest.raises(ConfigError, match=r"vgg19.pth: cannot read VGG-19 weights: not a "
+                       r"PyTorch file \(.+\)$") as error:
+        load_vgg19(weights)
+    assert "\n" not in str(error.value) and "weights_only" not in str(error.value)
+    torch.save(torch.zeros(3), weights)
+    with pytest.raises(ConfigError, match="vgg19.pth: not a torchvision VGG-19 state dict "
+                       r"\(it holds a Tensor\)"):
+        load_vgg19(weights)
 
 
 def test_vgg_loads_torchvision_format_strictly(tmp_path):

@@ -13,6 +13,8 @@ leaves a half-written checkpoint under the final name.
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +38,41 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:
-        reason = " ".join(str(error).split())[:200]
-        raise CheckpointError(f"{path}: cannot read checkpoint ({reason})") from None
+    data = load_tensors(path, map_location, "checkpoint", CheckpointError)
     if not isinstance(data, dict) or not any(name in data for name in NETWORK_NAMES):
         keys = ", ".join(map(str, data)) if isinstance(data, dict) else type(data).__name__
         raise CheckpointError(
             f"{path}: not a TPSMM checkpoint (no network state dicts; found: {keys})"
         )
     return data
+
+
+def load_tensors(path: Path, map_location: Any, what: str,
+                 error_type: type[Exception]) -> Any:
+    """``torch.load(path, weights_only=True)``, or ``error_type`` with one line naming
+    ``path`` and ``what`` it should have held.
+
+    A file that is not a pickle, or holds Python objects besides tensors, numbers, strings
+    and containers, makes torch's weights-only unpickler suggest loading with
+    ``weights_only=False``, which would run code from the file; the line says what was
+    found instead.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        message = str(error)
+        found = re.search(r"GLOBAL (\S+)", message)
+        if found:
+            reason = (f"it holds a Python object ({found[1]}), which is not loaded, for "
+                      "safety (weights_only=True); save only the state dicts")
+        else:
+            detail = message.split("WeightsUnpickler error:")[-1].strip().split("\n\n")[0]
+            reason = f"not a PyTorch file ({' '.join(detail.split())[:120]})"
+    except EOFError:
+        reason = "the file ends early (cut short by an interrupted copy or download?)"
+    except Exception as error:
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+    raise error_type(f"{path}: cannot read {what}: {reason}") from None
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:

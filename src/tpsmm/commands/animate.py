@@ -49,8 +49,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "avd_network in the checkpoint)")
     add_engine_arguments(p)
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the networks (torch backend): faster per frame, but "
-                   "the first batch takes minutes to compile; for long videos")
+                   help="torch.compile the networks (torch backend), meant for GPUs (not yet "
+                   "measured there): the first batch takes minutes to compile, and on the "
+                   "CPU it runs slower than the default")
     p.add_argument("--batch-size", type=positive_int, metavar="N",
                    help="frames animated at once (default: 4 on the CPU, 16 on CUDA)")
     p.add_argument("--find-best-frame", action="store_true",

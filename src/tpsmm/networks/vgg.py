@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tpsmm.checkpoint_file import load_tensors
 from tpsmm.errors import ConfigError
 
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
@@ -102,10 +103,10 @@ def load_vgg19(weights: str | os.PathLike, device: torch.device | str = "cpu") -
         path = Path(weights)
         if not path.is_file():
             raise ConfigError(f"{path}: VGG-19 weight file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ConfigError(f"{path}: cannot read VGG-19 weights ({error})") from None
+    state = load_tensors(path, "cpu", "VGG-19 weights", ConfigError)
+    if not isinstance(state, dict):
+        raise ConfigError(f"{path}: not a torchvision VGG-19 state dict (it holds a "
+                          f"{type(state).__name__})")
     features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
     try:
         vgg.features.load_state_dict(features, strict=True)
