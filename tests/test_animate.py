@@ -451,6 +451,28 @@ def _dying_reader(path: Path, how: str):
     return reader
 
 
+@pytest.mark.parametrize("output", ["out.mp4", "frames"])
+def test_sigterm_mid_video_stops_the_command_and_removes_its_temporary_output(
+        output, fast_files, tmp_path):
+    """``kill`` (SIGTERM) once ended the process at once, leaving the hidden temporary
+    video or frame folder behind; now it stops as Ctrl-C does."""
+    source = _save_png(tmp_path / "source.png", _moving_frames(1, seed=1)[0])
+    driving = _video(tmp_path / "driving.mp4", _moving_frames(3000), 25)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tpsmm.cli", "animate", "--config", str(fast_files["config"]),
+         "--checkpoint", str(fast_files["checkpoint"]), "--source", str(source),
+         "--driving", str(driving), "--output", str(tmp_path / output), "-q"],
+        stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(f".{output}.tmp-*")) and time.monotonic() < deadline:
+        time.sleep(0.02)  # until the output is being written
+    process.terminate()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stderr.strip() == "tpsmm animate: interrupted"
+    _nothing_left(tmp_path, {"source.png", "driving.mp4"})
+
+
 @pytest.mark.parametrize("how", ["base-exception", "exception", "close"])
 def test_a_decoder_that_dies_mid_video_ends_the_command_in_one_line(
         how, fast_files, tmp_path, capsys, monkeypatch):

@@ -184,6 +184,33 @@ def test_export_command_and_a_missing_runtime(avd_files, tmp_path, monkeypatch, 
     assert not (tmp_path / "out.mp4").exists()
 
 
+def test_an_interrupted_export_leaves_no_manifest_over_mixed_graphs(avd_files, tmp_path,
+                                                                     monkeypatch) -> None:
+    """Killed while replacing an earlier export: the old manifest is gone, so nothing
+    reads the folder as one model's graphs, and no temporary file is left."""
+    graphs = tmp_path / "graphs"
+    command = ["export", "--config", str(avd_files["config"]), "--checkpoint",
+               str(avd_files["checkpoint"]), "--out", str(graphs)]
+    assert main(command) == 0
+    before = {p.name: p.read_bytes() for p in graphs.iterdir()}
+    real_export, written = torch.onnx.export, []
+
+    def killed_on_the_third_graph(*args, **kwargs):
+        if len(written) == 2:
+            args[2].write(b"part of a graph")
+            raise KeyboardInterrupt
+        written.append(real_export(*args, **kwargs))
+
+    monkeypatch.setattr(torch.onnx, "export", killed_on_the_third_graph)
+    assert main(command) == 130
+    after = {p.name: p.read_bytes() for p in graphs.iterdir()}
+    assert set(after) == set(before) - {"manifest.json"}  # no manifest, no temporary file
+    assert all(after[name] == before[name] for name in after)  # each file whole
+    monkeypatch.setattr(torch.onnx, "export", real_export)
+    assert main(command) == 0 and (graphs / "manifest.json").read_bytes() == \
+        before["manifest.json"]
+
+
 def test_graph_backends_refuse_precisions_they_do_not_run(avd_files, tmp_path, capsys,
                                                          monkeypatch) -> None:
     source = _save_png(tmp_path / "source.png", _moving_frames(1, seed=1)[0])

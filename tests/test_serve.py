@@ -4,7 +4,6 @@ Playwright), and its job logic without a browser."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -142,10 +141,11 @@ def _serve(folder: Path, *options: str):
                 process.kill()
                 pytest.fail(f"tpsmm serve did not start:\n{log.read_text()}")
             time.sleep(0.5)
-    yield url, Path(tempfile.gettempdir()) / f"tpsmm-serve-{port}"
+    work = Path(tempfile.gettempdir()) / f"tpsmm-serve-{port}"
+    yield url, work
     process.terminate()
-    process.wait(timeout=30)
-    shutil.rmtree(Path(tempfile.gettempdir()) / f"tpsmm-serve-{port}", ignore_errors=True)
+    assert process.wait(timeout=30) == 0, log.read_text()  # stopping is how a server ends
+    assert not work.exists()  # the uploads and results go with the server
 
 
 @pytest.fixture(scope="module")

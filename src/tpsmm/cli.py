@@ -4,15 +4,20 @@ Each sub-command lives in ``tpsmm.commands.<name>`` and exposes
 ``add_parser(subparsers)``, which registers its options and sets ``func``
 (a callable taking the parsed ``argparse.Namespace`` and returning an exit
 status). Errors derived from :class:`tpsmm.errors.TPSMMError` become one
-line on stderr and exit status 2; warnings one line each.
+line on stderr and exit status 2; warnings one line each. SIGTERM (``kill``, a scheduler,
+a closed web server) is Ctrl-C: the command stops where it is, removes what it had not
+finished writing, and exits with status 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from tpsmm.errors import TPSMMError
 
@@ -30,6 +35,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Raise KeyboardInterrupt on SIGTERM, whose default would end the process at once and
+    leave the hidden temporary files of atomic writes behind. Training installs its own
+    handler (stop after the current step, then save) while it runs."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread: signals are not ours to change
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
@@ -39,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tpsmm {args.command}: warning: {message}", file=sys.stderr)
 
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _sigterm_interrupts():
             warnings.showwarning = one_line
             return int(args.func(args) or 0)
     except TPSMMError as error:

@@ -76,8 +76,16 @@ def run(args: argparse.Namespace) -> int:
     blocks.queue(default_concurrency_limit=1)
     print(f"serve: http://{args.host}:{args.port} ({device}, {args.precision}, "
           f"{args.backend}; Ctrl-C stops)", flush=True)
-    blocks.launch(server_name=args.host, server_port=args.port, share=False,
-                  max_file_size=f"{args.max_upload_mb}mb", footer_links=[],
-                  allowed_paths=[str(page.jobs_dir)], enable_monitoring=False, quiet=True,
-                  ssr_mode=False, show_error=True)
+    try:
+        blocks.launch(server_name=args.host, server_port=args.port, share=False,
+                      max_file_size=f"{args.max_upload_mb}mb", footer_links=[],
+                      allowed_paths=[str(page.jobs_dir)], enable_monitoring=False,
+                      quiet=True, ssr_mode=False, show_error=True)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C or SIGTERM: Gradio catches it or not, depending on where it lands
+    finally:
+        # Uploads and results live as long as the server: nobody's photo or video is left
+        # in the temporary folder once it stops.
+        shutil.rmtree(work, ignore_errors=True)
+    print("serve: stopped", flush=True)
     return 0

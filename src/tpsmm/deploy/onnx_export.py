@@ -38,8 +38,9 @@ import copy
 import importlib
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from torch import nn
@@ -47,6 +48,7 @@ from torch import nn
 from tpsmm.animation.inference import optimize_for_inference
 from tpsmm.config import plain
 from tpsmm.errors import ConfigError, OutputError
+from tpsmm.files import atomic_write
 from tpsmm.model import TPSMM
 from tpsmm.networks.inpainting import deform_input
 
@@ -130,6 +132,14 @@ def _spec(name: str, tensor: torch.Tensor, batch_axis: bool, value_range: str) -
     return {"name": name, "shape": shape, "dtype": "float32", "range": value_range}
 
 
+def _write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """:func:`atomic_write`, with :class:`OutputError` when the folder cannot take it."""
+    try:
+        atomic_write(path, write)
+    except OSError as error:
+        raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
+
+
 def _export(module: nn.Module, inputs: dict[str, tuple[torch.Tensor, bool, str]],
             outputs: dict[str, tuple[torch.Tensor, bool, str]], path: Path,
             reduced_precision: bool = False) -> dict:
@@ -143,9 +153,10 @@ def _export(module: nn.Module, inputs: dict[str, tuple[torch.Tensor, bool, str]]
         # not yet take these networks; and it warns that eval-mode InstanceNorm ignores
         # running statistics, which these norms do not keep.
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, tuple(t for t, _, _ in inputs.values()), str(path),
-                          dynamo=False, opset_version=OPSET, input_names=list(inputs),
-                          output_names=list(outputs), dynamic_axes=dynamic)
+        _write(path, lambda file: torch.onnx.export(
+            module, tuple(t for t, _, _ in inputs.values()), file, dynamo=False,
+            opset_version=OPSET, input_names=list(inputs), output_names=list(outputs),
+            dynamic_axes=dynamic))
     onnx = _onnx()
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     return {"file": path.name,
@@ -157,14 +168,18 @@ def _export(module: nn.Module, inputs: dict[str, tuple[torch.Tensor, bool, str]]
 def export_onnx(model: TPSMM, folder: str | Path) -> Path:
     """Write ``model``'s graphs and ``manifest.json`` into ``folder``; returns the manifest.
 
-    ``model`` is not changed (a copy is rewritten for inference). Raises
-    :class:`ConfigError` without the ``onnx`` package, :class:`OutputError` when
+    ``model`` is not changed (a copy is rewritten for inference). Each file is written
+    whole or not at all, and an earlier export's manifest is removed before the first
+    graph is replaced and written again last, so an interrupted export into a used folder
+    leaves graphs without a manifest, never a manifest over a mix of two models' graphs.
+    Raises :class:`ConfigError` without the ``onnx`` package, :class:`OutputError` when
     ``folder`` cannot be written.
     """
     _onnx()  # a missing package is said before any work
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        (folder / MANIFEST).unlink(missing_ok=True)
     except OSError as error:
         raise OutputError(f"{folder}: cannot write ({error.strerror or error})") from None
     has_avd = not model.loaded or "avd_network" in model.loaded
@@ -232,5 +247,6 @@ def export_onnx(model: TPSMM, folder: str | Path) -> Path:
         ],
     }
     path = folder / MANIFEST
-    path.write_text(json.dumps(manifest, indent=1) + "\n")
+    text = (json.dumps(manifest, indent=1) + "\n").encode("utf-8")
+    _write(path, lambda file: file.write(text))
     return path
