@@ -9,6 +9,7 @@ Conventions used across the package:
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +18,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from tpsmm.errors import InputError
+from tpsmm.errors import InputError, MissingExtraError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+HEIF_SUFFIXES = (".heic", ".heif")
+"""HEIF photos (iPhones' default), read through pillow-heif (``pip install 'tpsmm[heic]'``)."""
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".avif",
+                  *HEIF_SUFFIXES)
 """File suffixes read as still images (a ``.gif`` is read as a video)."""
 
 FIT_MODES = ("crop", "pad", "stretch")
@@ -28,6 +33,21 @@ _SIXTEEN_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
 # Modes whose conversion must go through RGBA: a palette may carry transparency, which Pillow
 # refuses to drop silently when converting straight to RGB.
 _ALPHA_OR_PALETTE_MODES = ("P", "PA", "LA", "La", "RGBa", "RGBA")
+
+
+def register_heif_reader() -> bool:
+    """Teach Pillow to open HEIC/HEIF files if pillow-heif is installed; returns whether it is.
+
+    Pillow reads AVIF itself but not HEIF, whose HEVC decoder comes in pillow-heif's wheel.
+    The reader applies the file's rotation and resets its EXIF orientation, so
+    ``exif_transpose`` after it turns nothing twice.
+    """
+    try:
+        pillow_heif = importlib.import_module("pillow_heif")
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
 
 
 def _read_rgb(path: str | Path) -> np.ndarray:
@@ -43,6 +63,9 @@ def _read_rgb(path: str | Path) -> np.ndarray:
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not an image")
+    if path.suffix.lower() in HEIF_SUFFIXES and not register_heif_reader():
+        raise MissingExtraError(f"{path}: HEIC/HEIF photos need pillow-heif: "
+                                "pip install 'tpsmm[heic]' (or save the photo as JPEG)")
     try:
         with Image.open(path) as opened:
             # Returns a loaded copy, so decoding errors surface here and the file can close.
