@@ -4,9 +4,9 @@ Each sub-command lives in ``tpsmm.commands.<name>`` and exposes
 ``add_parser(subparsers)``, which registers its options and sets ``func``
 (a callable taking the parsed ``argparse.Namespace`` and returning an exit
 status). Errors derived from :class:`tpsmm.errors.TPSMMError` become one
-line on stderr and exit status 2; warnings one line each. SIGTERM (``kill``, a scheduler,
-a closed web server) is Ctrl-C: the command stops where it is, removes what it had not
-finished writing, and exits with status 130.
+line on stderr and exit status 2; warnings one line each. SIGTERM (``kill``, a job
+scheduler) is Ctrl-C: the command stops where it is, removes what it had not finished
+writing, and exits with status 130 (``serve`` stops with 0; ``train`` saves first).
 """
 
 from __future__ import annotations
