@@ -35,17 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 @contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
     """Raise KeyboardInterrupt on SIGTERM, whose default would end the process at once and
     leave the hidden temporary files of atomic writes behind. Training installs its own
     handler (stop after the current step, then save) while it runs."""
     try:
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     except ValueError:  # not the main thread: signals are not ours to change
         yield
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import signal
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -80,6 +81,10 @@ _detector = None
 
 def _start_worker(subject: str, threads: int | None = None) -> None:
     global _detector
+    # A scheduler's SIGTERM reaches the workers too (one process group): stop the current
+    # video as Ctrl-C does, removing its unfinished clip, instead of dying, which leaves the
+    # clip's temporary file and breaks the pool with a traceback from its thread.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     _detector = make_detector(subject)
     if threads is not None:  # the workers share the cores: one thread each
         torch.set_num_threads(threads)
