@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -219,3 +224,21 @@ def test_background_grid_is_the_true_camera_motion() -> None:
     warp_error = (warped - images).abs()[inside].mean()
     copy_error = (images[:1] - images).abs()[inside].mean()
     assert warp_error < 0.5 * copy_error, (warp_error, copy_error)
+
+
+def test_ctrl_c_with_workers_is_one_line(tmp_path: Path) -> None:
+    """Ctrl-C reaches the whole process group: the pool's workers printed "Process
+    SpawnPoolWorker-1:" and their tracebacks under the command's own line."""
+    out = tmp_path / "data"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tpsmm.cli", "synth", "--out", str(out), "--videos", "40",
+         "--frames", "200", "--workers", "2"],
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*/*.npz")) and time.monotonic() < deadline:
+        time.sleep(0.02)  # until the first video is written: the workers are busy
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert stderr.strip() == "tpsmm synth: interrupted"

@@ -6,6 +6,7 @@ import json
 import math
 import multiprocessing
 import shutil
+import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -50,6 +51,13 @@ class _Job(NamedTuple):
 def video_name(identity: int, clip: int) -> str:
     """Directory name of a clip: ``id<identity>#<clip>`` (FOMM id_sampling convention)."""
     return f"id{identity:05d}#{clip:03d}"
+
+
+def _ignore_ctrl_c() -> None:
+    """A pool worker's start: Ctrl-C reaches the whole process group, and a worker that
+    took it would print its traceback; the main process stops, and the pool ends its
+    workers with SIGTERM."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _write_video(job: _Job) -> int:
@@ -202,7 +210,7 @@ def generate_dataset(
         consume(map(_write_video, jobs))
     else:
         # spawn: forking a parent that already runs torch threads can deadlock.
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        with multiprocessing.get_context("spawn").Pool(workers, _ignore_ctrl_c) as pool:
             consume(pool.imap_unordered(_write_video, jobs))
     _write_info(root, dict(info, complete=True))
     test_videos = sum(job.split == "test" for job in jobs)
