@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from tpsmm.cli import main
-from tpsmm.commands import crop as crop_command
 from tpsmm.data.dataset import FramesDataset
 from tpsmm.data.images import Box, to_tensor, to_uint8
 from tpsmm.data.video import open_video, open_writer
@@ -97,17 +96,21 @@ def test_workers_cut_the_same_clips(raw, tmp_path):
             assert np.abs(clip - expected).mean() < 5, (table.name, row["clip"])
 
 
-def test_sigterm_to_the_process_group_stops_the_workers_cleanly(tmp_path):
-    """A scheduler signals every process of the command: the workers once died at once,
-    leaving their clips' temporary files, and the pool's thread printed a traceback."""
+@pytest.mark.parametrize(("signum", "group"), [(signal.SIGINT, True), (signal.SIGTERM, True),
+                                               (signal.SIGTERM, False)])
+def test_stopping_crop_workers_is_one_line_and_leaves_no_file(signum, group, tmp_path):
+    """Ctrl-C and a scheduler's SIGTERM reach every process of the command (``group``),
+    ``kill PID`` the main one only. Workers once died of them, leaving their clips'
+    temporary files, the pool's thread printing a traceback, and a worker waiting for work
+    printed its own. Here one worker is cutting a long video and the other has finished a
+    short one and waits."""
     raw = tmp_path / "raw"
     raw.mkdir()
     frames = np.zeros((1500, 64, 64, 3), np.uint8)
     frames[:, 8:40, 8:40] = np.linspace(0, 255, 1500, dtype=np.uint8)[:, None, None, None]
-    with open_writer(raw / "v0.mp4", 25) as writer:
-        writer.write(frames)
-    for i in range(1, 6):
-        (raw / f"v{i}.mp4").write_bytes((raw / "v0.mp4").read_bytes())
+    for name, count in (("a-long.mp4", 1500), ("b-short.mp4", 20)):
+        with open_writer(raw / name, 25) as writer:
+            writer.write(frames[:count])
     root = tmp_path / "data"
     process = subprocess.Popen(
         [sys.executable, "-m", "tpsmm.cli", "crop", str(raw), "--out", str(root), "--subject",
@@ -115,26 +118,17 @@ def test_sigterm_to_the_process_group_stops_the_workers_cleanly(tmp_path):
         stderr=subprocess.PIPE, text=True, start_new_session=True,
         env=dict(os.environ, PYTHONWARNINGS="ignore"))
     deadline = time.monotonic() + 120
-    while not list(root.glob(".crops/v*.json")) and time.monotonic() < deadline:
-        time.sleep(0.02)  # until the first video is done: the workers are on the next ones
-    os.killpg(process.pid, signal.SIGTERM)
+    while not list(root.glob(".crops/b-short*.json")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not list(root.glob(".crops/a-long*.json")), "the long video ended too soon"
+    if group:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert stderr.strip() == "tpsmm crop: interrupted"
     assert not list(root.rglob(".*.tmp-*"))
-
-
-def test_workers_take_sigterm_as_ctrl_c(monkeypatch):
-    """What the test above cannot catch every time (it passed without this handler too):
-    a worker killed outright mid-clip left a temporary file, and the pool's thread a
-    traceback, each in one of a few manual runs of a longer crop."""
-    previous = signal.getsignal(signal.SIGTERM)
-    monkeypatch.setattr(crop_command, "_detector", None)
-    try:
-        crop_command._start_worker("box:0,0,8,8")
-        assert signal.getsignal(signal.SIGTERM) is signal.default_int_handler
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def test_no_videos_or_an_unknown_subject_is_one_line(tmp_path, capsys):

@@ -81,23 +81,53 @@ _detector = None
 
 def _start_worker(subject: str, threads: int | None = None) -> None:
     global _detector
-    # A scheduler's SIGTERM reaches the workers too (one process group): stop the current
-    # video as Ctrl-C does, removing its unfinished clip, instead of dying, which leaves the
-    # clip's temporary file and breaks the pool with a traceback from its thread.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     _detector = make_detector(subject)
     if threads is not None:  # the workers share the cores: one thread each
         torch.set_num_threads(threads)
 
 
 def _crop_one(video: Path, root: Path, options: CropOptions) -> tuple[Path, int, str | None]:
-    """One video in a worker: ``(video, clips written, error line or None)``."""
+    """One video: ``(video, clips written, error line or None)``."""
     try:
         clips = crop_video(video, root, _detector, options)
     except TPSMMError as error:
         return video, 0, str(error)
     save_record(root, video, clips)
     return video, len(clips), None
+
+
+# Ctrl-C and a scheduler's SIGTERM reach the pool's workers too (one process group). A worker
+# killed by them leaves its clip's temporary file and breaks the pool (whose thread then
+# prints a traceback); one that takes them while waiting for work prints its own. So in a
+# worker they stop the video being cut, as Ctrl-C does (once: the removal of the unfinished
+# clip that follows is not cut short), and do nothing otherwise. The handler stays installed
+# throughout: switching to SIG_IGN while a signal is pending makes Python print that it
+# "ignored" it.
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_cutting = False  # in a pool worker: whether a video is being cut
+
+
+def _stop_video(signum: int, frame: object) -> None:
+    global _cutting
+    if _cutting:
+        _cutting = False
+        raise KeyboardInterrupt
+
+
+def _start_pool_worker(subject: str) -> None:
+    for each in _SIGNALS:
+        signal.signal(each, _stop_video)
+    _start_worker(subject, threads=1)
+
+
+def _crop_one_in_pool(video: Path, root: Path,
+                      options: CropOptions) -> tuple[Path, int, str | None]:
+    global _cutting
+    _cutting = True
+    try:
+        return _crop_one(video, root, options)
+    finally:
+        _cutting = False
 
 
 def _results(videos: list[Path], root: Path, options: CropOptions, subject: str,
@@ -109,13 +139,20 @@ def _results(videos: list[Path], root: Path, options: CropOptions, subject: str,
         yield from (_crop_one(video, root, options) for video in videos)
         return
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_start_worker, initargs=(subject, 1)) as pool:
+                             initializer=_start_pool_worker, initargs=(subject,)) as pool:
         try:
-            yield from pool.map(_crop_one, videos, [root] * len(videos),
+            yield from pool.map(_crop_one_in_pool, videos, [root] * len(videos),
                                 [options] * len(videos))
         except BrokenProcessPool:
             raise TPSMMError("a crop worker stopped (killed, or out of memory); run the same "
                              "command again to resume from the videos already cut") from None
+        except BaseException:
+            # Stopped here (Ctrl-C or SIGTERM, which may have come to this process alone,
+            # or the caller closing this generator): the workers' videos stop too, rather
+            # than the pool's shutdown waiting for them.
+            for worker in multiprocessing.active_children():
+                worker.terminate()
+            raise
 
 
 def run(args: argparse.Namespace) -> int:
