@@ -36,9 +36,7 @@ from tpsmm.demo import CHECKPOINT_NAME, CONFIG, assets_dir
 from tpsmm.framing.boxes import Rect
 from tpsmm.framing.detectors import Detection, FaceDetector, make_detector
 from tpsmm.framing.tubes import SCENE_CUT_THRESHOLD, thumbnail
-from tpsmm.testing.scenes import Shot, character_in_scene, moving_head
-
-CHARACTER_BOX = "box:96,48,64,64"  # where character_in_scene shows its character
+from tpsmm.testing.scenes import CHARACTER_BOX, Shot, character_in_scene, moving_head
 
 
 class HaarFaces:

@@ -12,14 +12,13 @@ from test_animate import _cli, _read_frames, _save_png
 from tpsmm.cli import main
 from tpsmm.data.video import open_writer
 from tpsmm.demo import CHECKPOINT_NAME, CONFIG, assets_dir
-from tpsmm.testing.scenes import Shot, character_in_scene, moving_head
+from tpsmm.testing.scenes import CHARACTER_BOX, Shot, character_in_scene, moving_head
 
 pytest.importorskip("skimage")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 DEMO = {"config": CONFIG, "checkpoint": assets_dir() / CHECKPOINT_NAME}
 # Where character_in_scene shows the 64-px character in its 224x160 scene.
-CHARACTER_BOX = "box:96,48,64,64"
 
 
 def _write(path, frames):

@@ -259,9 +259,9 @@ def test_crop_and_paste_back_through_openvino(tmp_path) -> None:
     """The engine sits behind the Animator: a cut window animated by OpenVINO and pasted
     back into a 224x160 scene is within one level of torch's."""
     pytest.importorskip("skimage")
-    from test_animate_crop import CHARACTER_BOX, DEMO, _write
+    from test_animate_crop import DEMO, _write
 
-    from tpsmm.testing.scenes import character_in_scene
+    from tpsmm.testing.scenes import CHARACTER_BOX, character_in_scene
 
     scene = character_in_scene(6, seed=2, identity=1)
     source = _save_png(tmp_path / "source.png", scene[0])

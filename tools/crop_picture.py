@@ -16,7 +16,7 @@ from PIL import Image
 from tpsmm.animation import Animator
 from tpsmm.data.video import open_video, open_writer
 from tpsmm.demo import CHECKPOINT_NAME, CONFIG, assets_dir
-from tpsmm.testing.scenes import character_in_scene
+from tpsmm.testing.scenes import CHARACTER_BOX, character_in_scene
 
 FRAMES = (12, 28)
 
@@ -30,7 +30,7 @@ def main() -> None:
             writer.write(scene)
         animator = Animator.from_checkpoint(assets_dir() / CHECKPOINT_NAME, CONFIG, device="cpu")
         animator.animate(folder / "source.png", folder / "driving.mp4", folder / "out",
-                         crop="box:96,48,64,64")
+                         crop=CHARACTER_BOX)
         result = open_video(folder / "out").read(FRAMES)
     gap = np.full((scene.shape[1], 4, 3), 255, np.uint8)
     rows = [np.concatenate([scene[0], gap, scene[t], gap, frame], axis=1)

@@ -77,9 +77,14 @@ def moving_head(shots: list[Shot], height: int = 240, width: int = 320,
     return np.stack(frames), boxes
 
 
-def character_in_scene(num_frames: int, size: int = 64, height: int = 160, width: int = 224,
-                       left: int = 96, top: int = 48, seed: int = 0,
-                       identity: int = 0) -> np.ndarray:
+CHARACTER_SIZE, CHARACTER_LEFT, CHARACTER_TOP = 64, 96, 48
+CHARACTER_BOX = f"box:{CHARACTER_LEFT},{CHARACTER_TOP},{CHARACTER_SIZE},{CHARACTER_SIZE}"
+"""Where :func:`character_in_scene` shows its character by default, as ``--crop`` takes it."""
+
+
+def character_in_scene(num_frames: int, size: int = CHARACTER_SIZE, height: int = 160,
+                       width: int = 224, left: int = CHARACTER_LEFT, top: int = CHARACTER_TOP,
+                       seed: int = 0, identity: int = 0) -> np.ndarray:
     """A synthetic character clip of ``size`` pixels shown at ``(left, top)`` in a still
     photo (scikit-image's coffee) of ``height`` x ``width``: ``(T, height, width, 3)``
     uint8. The character's own frame is the box ``box:left,top,size,size``."""
