@@ -16,6 +16,7 @@ maps as the inpainting network's ``encode`` gives them.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import tempfile
@@ -203,6 +204,7 @@ def _check_runtime(backend: str, precision: str) -> None:
                           "instructions (AVX-512 BF16 or AMX); this one has none: use fp32")
 
 
+@functools.cache  # asked before an export and again by the engine it makes
 def openvino_capabilities(openvino) -> list[str]:
     """What OpenVINO's CPU plugin can run on this CPU (``BF16``, ``FP32``, ...)."""
     return list(openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
