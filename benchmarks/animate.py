@@ -58,6 +58,7 @@ from tpsmm.data.images import load_image, to_tensor, to_uint8  # noqa: E402
 from tpsmm.data.video import open_video, open_writer  # noqa: E402
 from tpsmm.deploy.engines import openvino_capabilities  # noqa: E402
 from tpsmm.devices import native_reduced_precision  # noqa: E402
+from tpsmm.networks.dense_motion import blend_transformations  # noqa: E402
 from tpsmm.testing.golden import fill_with_rule  # noqa: E402
 from tpsmm.testing.reference_loop import animate_frame_by_frame  # noqa: E402
 
@@ -232,21 +233,30 @@ def _print_work(model: TPSMM, source: torch.Tensor, frame: torch.Tensor,
     """
     model = optimize_for_inference(copy.deepcopy(model), torch.device("cpu"), "fp32",
                                    winograd=False)
+    dense_motion, inpainting = model.dense_motion_network, model.inpainting_network
+    flops = {}
     with torch.no_grad():
         kp_source = model.kp_detector(source)["fg_kp"]
-        maps = model.inpainting_network.encode(source)
+        maps = inpainting.encode(source)
         with FlopCounterMode(display=False) as counter:
             kp = model.kp_detector(frame)["fg_kp"]
-            motion = model.dense_motion_network(source, {"fg_kp": kp}, {"fg_kp": kp_source})
-            inpainting = model.inpainting_network
-            warped, _ = inpainting.warp(maps, motion["deformation"], motion["occlusion_map"])
-        before_decoder = counter.get_total_flops()
+            hourglass_input, transformations, _ = dense_motion.prepare(source, kp, kp_source)
+        flops["fp32 before"] = counter.get_total_flops()
         with FlopCounterMode(display=False) as counter:
-            inpainting.decode(warped, motion["occlusion_map"][-1], source)
-        decoder = counter.get_total_flops()
-    total = (before_decoder + decoder) / 1e9
+            logits, occlusion = dense_motion.predict(hourglass_input)
+        flops["dense motion network"] = counter.get_total_flops()
+        with FlopCounterMode(display=False) as counter:
+            deformation = blend_transformations(logits.softmax(dim=1), transformations)
+            warped, _ = inpainting.warp(maps, deformation, occlusion)
+        flops["fp32 after"] = counter.get_total_flops()
+        with FlopCounterMode(display=False) as counter:
+            inpainting.decode(warped, occlusion[-1], source)
+        flops["inpainting decoder"] = counter.get_total_flops()
+    total = sum(flops.values()) / 1e9
     print(f"\nwork per frame (direct convolution, as fused for inference): {total:.0f} GFLOP, "
-          f"{decoder / 1e9:.0f} of them in the inpainting decoder")
+          f"{flops['inpainting decoder'] / 1e9:.0f} of them in the inpainting decoder and "
+          f"{flops['dense motion network'] / 1e9:.0f} in the dense motion network's hourglass "
+          f"and heads (the two in bf16 with --precision bf16)")
     for name, rate in fps.items():
         print(f"  {name:32s} {total * rate:6.0f} GFLOP/s over the whole frame")
     print(f"  3x the loop needs {total * 3 * fps['loop']:.0f} GFLOP/s over the whole frame")

@@ -177,8 +177,11 @@ def test_reduced_precision_stays_close_to_fp32(precision, tiny_case):
         outputs[name] = animator.animate_frames(source, frames)
     assert torch.isfinite(outputs[precision]).all()
     psnr = -10 * math.log10((outputs[precision] - outputs["fp32"]).pow(2).mean().item())
-    # Measured: bf16 61.0 dB (AVX2 CPU) and 62.0 dB (AVX-512 BF16), fp16 79.4 dB on both.
-    assert psnr >= {"bf16": 58.0, "fp16": 75.0}[precision], psnr
+    # Measured with the dense motion network's hourglass and heads and the inpainting network
+    # in reduced precision: bf16 57.8 dB, fp16 74.7 dB (AVX-512 BF16 CPU). With the
+    # inpainting network alone they were 62.0 and 79.4 dB there, and bf16 1 dB less on an
+    # AVX2 CPU (generic kernels), which the bf16 bound leaves room for.
+    assert psnr >= {"bf16": 55.5, "fp16": 73.0}[precision], psnr
 
 
 # --------------------------------------------------------------------------- videos

@@ -10,10 +10,9 @@ the networks are chained.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
+from tpsmm.devices import autocast
 from tpsmm.networks import DenseMotionNetwork, InpaintingNetwork
 
 
@@ -21,7 +20,7 @@ def generate(dense_motion_network: DenseMotionNetwork, inpainting_network: Inpai
              source: torch.Tensor, kp_source: torch.Tensor, kp_driving: torch.Tensor, *,
              bg_param: torch.Tensor | None = None, dropout_p: float | None = None,
              encoder_maps: list[torch.Tensor] | None = None,
-             decoder_context: contextlib.AbstractContextManager | None = None) -> dict:
+             precision: str = "fp32") -> dict:
     """Frames of ``source`` moved so that its keypoints go where the driving ones are.
 
     Args:
@@ -32,8 +31,10 @@ def generate(dense_motion_network: DenseMotionNetwork, inpainting_network: Inpai
         dropout_p: TPS dropout probability while training (None: no dropout).
         encoder_maps: the inpainting encoder's maps of ``source``, computed once
             (:meth:`InpaintingNetwork.encode`); None computes them here.
-        decoder_context: the context the inpainting network runs in (reduced-precision
-            autocast at inference); the dense motion stays in fp32 whatever it is.
+        precision: what the learned per-frame convolutions run in (the dense motion
+            network's hourglass and heads, the inpainting network; autocast, at
+            inference): ``fp32``, ``bf16`` or ``fp16``. The TPS solves, sampling grids,
+            softmax and flow stay in fp32 whatever it is.
 
     Returns:
         The inpainting network's outputs (``prediction`` and ``deformed`` ``(B, 3, H, W)``
@@ -42,7 +43,8 @@ def generate(dense_motion_network: DenseMotionNetwork, inpainting_network: Inpai
     """
     motion = dense_motion_network(source, {"fg_kp": kp_driving}, {"fg_kp": kp_source},
                                   bg_param=bg_param, dropout_flag=dropout_p is not None,
-                                  dropout_p=dropout_p or 0)
-    with decoder_context or contextlib.nullcontext():
+                                  dropout_p=dropout_p or 0,
+                                  network_context=autocast(source.device, precision))
+    with autocast(source.device, precision):
         generated = inpainting_network(source, motion, encoder_maps=encoder_maps)
     return dict(generated, motion=motion)

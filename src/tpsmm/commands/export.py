@@ -16,8 +16,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "export",
         help="write a checkpoint's networks as ONNX graphs",
         description="Export the keypoint detector, the source encoder, the per-frame "
-        "generator as two graphs (dense motion with the TPS solve and every sampling; the "
-        "inpainting decoder, which may run in reduced precision) and the AVD network as "
+        "generator as four graphs (the transforms, with the TPS solves; the dense motion "
+        "network; the optical flow, with every sampling by it; the inpainting decoder: the "
+        "second and fourth may run in reduced precision) and the AVD network as "
         "ONNX graphs (opset 17, dynamic batch) with manifest.json: input and output names, "
         "shapes, value ranges and how to chain them. Needs pip install 'tpsmm[deploy]'.",
     )

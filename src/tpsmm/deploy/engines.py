@@ -8,7 +8,8 @@ backend streams, keeps the sound and takes the same options.
   :func:`~tpsmm.animation.inference.optimize_for_inference`, any device and precision.
 - :class:`GraphEngine` (``onnxruntime``, ``openvino``): the ONNX graphs of
   :func:`~tpsmm.deploy.onnx_export.export_onnx`, exported to a temporary folder when the
-  engine is made, on the CPU: fp32, or with OpenVINO the inpainting decoder in bf16.
+  engine is made, on the CPU: fp32, or with OpenVINO the graphs that may run in reduced
+  precision (the dense motion network, the inpainting decoder) in bf16.
 
 Tensors: ``frames (B, 3, S, S)`` in [0, 1]; keypoints ``(B, K*5, 2)`` in [-1, 1]; encoder
 maps as the inpainting network's ``encode`` gives them.
@@ -20,6 +21,7 @@ import functools
 import importlib
 import json
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +29,13 @@ import torch
 
 from tpsmm.animation.inference import optimize_for_inference
 from tpsmm.deploy.onnx_export import MANIFEST, export_onnx
-from tpsmm.devices import autocast
 from tpsmm.errors import ConfigError
 from tpsmm.generator import generate
 from tpsmm.model import TPSMM
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
+# The graphs that make frames from a source and driving keypoints, in order.
+GENERATOR_GRAPHS = ["transformations", "dense_motion", "optical_flow", "inpainting_decoder"]
 # What each graph backend runs: OpenVINO's CPU plugin has bf16 kernels where the CPU has bf16
 # instructions; onnxruntime's CPU provider has none worth having for convolutions.
 _GRAPH_PRECISIONS = {"onnxruntime": ("fp32",), "openvino": ("fp32", "bf16")}
@@ -81,7 +84,7 @@ class TorchEngine:
         generated = generate(self.model.dense_motion_network, self.model.inpainting_network,
                              source, kp_source.expand(kp_driving.shape[0], -1, -1), kp_driving,
                              encoder_maps=encoder_maps,
-                             decoder_context=autocast(self.device, self.precision))
+                             precision=self.precision)
         return generated["prediction"][:count].float()
 
     def avd(self, kp_source: torch.Tensor, kp_driving: torch.Tensor) -> torch.Tensor:
@@ -95,12 +98,12 @@ class GraphEngine:
         folder: a folder written by :func:`export_onnx` (its ``manifest.json``).
         backend: ``onnxruntime`` or ``openvino``.
         precision: ``fp32``, or ``bf16`` with OpenVINO on a CPU with bf16 instructions: the
-            graphs the manifest marks ``reduced_precision`` (the inpainting decoder) in bf16,
-            every other graph in fp32 (the torch engine's split).
+            graphs the manifest marks ``reduced_precision`` (the dense motion network and
+            the inpainting decoder) in bf16, every other graph in fp32.
         threads: intra-op threads (torch's count by default, as the torch engine uses).
-        streams: OpenVINO's streams, which share the threads and each take a part of every
-            batch (default: one per thread, but no more than ``batch_size``: measured on 2
-            cores only, ``benchmarks/openvino_streams.py``).
+        streams: OpenVINO's streams, which share the threads; each takes a part of every
+            batch through all the graphs of a call (default: one per thread, but no more
+            than ``batch_size``: measured on 2 cores only, ``benchmarks/openvino_streams.py``).
         batch_size: the frames per batch the engine will mostly be given.
     """
 
@@ -114,20 +117,21 @@ class GraphEngine:
         self.precision = precision
         manifest = json.loads((self.folder / MANIFEST).read_text())
         threads = threads or torch.get_num_threads()
-        streams = streams or min(threads, batch_size or threads)
         if backend == "onnxruntime":
-            self._graphs = {name: _onnxruntime_session(self.folder / graph["file"], threads)
+            self._streams = 1
+            self._graphs = {name: _onnxruntime_graph(self.folder / graph["file"], threads)
                             for name, graph in manifest["graphs"].items()}
         else:
+            self._streams = streams or min(threads, batch_size or threads)
             core = _runtime("openvino").Core()
             self._graphs = {
-                name: _openvino_session(core, self.folder / graph["file"], threads, streams,
-                                        precision if graph["reduced_precision"] else "fp32",
-                                        [i["name"] for i in graph["inputs"]
-                                         if i["shape"][0] == "batch"])
+                name: _openvino_graph(core, self.folder / graph["file"], threads, self._streams,
+                                      precision if graph["reduced_precision"] else "fp32")
                 for name, graph in manifest["graphs"].items()}
         self._inputs = {name: [i["name"] for i in graph["inputs"]]
                         for name, graph in manifest["graphs"].items()}
+        self._batched = {name: {i["name"] for i in graph["inputs"] if i["shape"][0] == "batch"}
+                         for name, graph in manifest["graphs"].items()}
         self._outputs = {name: [o["name"] for o in graph["outputs"]]
                          for name, graph in manifest["graphs"].items()}
         self._temporary: tempfile.TemporaryDirectory | None = None
@@ -147,30 +151,60 @@ class GraphEngine:
         engine._temporary = temporary
         return engine
 
-    def _run(self, graph: str, inputs: dict[str, torch.Tensor]) -> list[np.ndarray]:
-        arrays = {name: np.ascontiguousarray(value.detach().float().cpu().numpy())
+    def run_graphs(self, graphs: list[str], inputs: dict[str, torch.Tensor],
+                   wanted: list[str]) -> dict[str, torch.Tensor]:
+        """Run ``graphs`` in order, each taking its inputs by name from ``inputs`` and the
+        outputs of the graphs before it; returns the ``wanted`` outputs.
+
+        The batch (the inputs with a batch axis in the manifest) is cut into one part per
+        stream, and each part goes through every graph in its own stream, so that no
+        stream waits for the others between graphs and the maps passed between graphs
+        are never joined into one batch.
+        """
+        values = {name: np.ascontiguousarray(value.detach().float().cpu().numpy())
                   for name, value in inputs.items()}
-        return self._graphs[graph](arrays)
+        batched = set().union(*(self._batched[graph] for graph in graphs)) & set(values)
+        size = max((len(values[name]) for name in batched), default=1)
+        bounds = np.linspace(0, size, min(self._streams, size) + 1).round().astype(int)
+
+        def run_part(stream: int, start: int, end: int) -> list[np.ndarray]:
+            known = {name: value[start:end] if name in batched else value
+                     for name, value in values.items()}
+            for graph in graphs:
+                outputs = self._graphs[graph]({n: known[n] for n in self._inputs[graph]},
+                                              stream)
+                known.update(zip(self._outputs[graph], outputs, strict=True))
+            # Copies: a graph's outputs are its request's buffers, reused by its next run.
+            return [np.array(known[name]) for name in wanted]
+
+        parts = [(stream, int(bounds[stream]), int(bounds[stream + 1]))
+                 for stream in range(len(bounds) - 1)]
+        if len(parts) == 1:
+            results = [run_part(*parts[0])]
+        else:
+            with ThreadPoolExecutor(len(parts) - 1) as pool:
+                others = [pool.submit(run_part, *part) for part in parts[1:]]
+                results = [run_part(*parts[0])] + [other.result() for other in others]
+        return {name: torch.from_numpy(np.concatenate(arrays) if len(arrays) > 1 else arrays[0])
+                for name, *arrays in zip(wanted, *results, strict=True)}
 
     def keypoints(self, frames: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self._run("kp_detector", {"image": frames})[0])
+        return self.run_graphs(["kp_detector"], {"image": frames}, ["kp"])["kp"]
 
     def encode(self, source: torch.Tensor) -> list[torch.Tensor]:
-        return [torch.from_numpy(m) for m in self._run("source_encoder", {"source": source})]
+        names = self._outputs["source_encoder"]
+        maps = self.run_graphs(["source_encoder"], {"source": source}, names)
+        return [maps[name] for name in names]
 
     def generate(self, source: torch.Tensor, kp_source: torch.Tensor, kp_driving: torch.Tensor,
                  encoder_maps: list[torch.Tensor]) -> torch.Tensor:
         inputs = {"source": source, "kp_source": kp_source, "kp_driving": kp_driving}
         inputs.update({f"encoder_map_{i}": m for i, m in enumerate(encoder_maps)})
-        motion = dict(zip(self._outputs["dense_motion"], self._run("dense_motion", inputs),
-                          strict=True))
-        # The decoder's inputs pass from one runtime call to the next as they came out.
-        decoder_inputs = {name: motion[name] for name in self._inputs["inpainting_decoder"]}
-        return torch.from_numpy(self._graphs["inpainting_decoder"](decoder_inputs)[0])
+        return self.run_graphs(GENERATOR_GRAPHS, inputs, ["prediction"])["prediction"]
 
     def avd(self, kp_source: torch.Tensor, kp_driving: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self._run("avd_network", {"kp_source": kp_source,
-                                                          "kp_driving": kp_driving})[0])
+        return self.run_graphs(["avd_network"], {"kp_source": kp_source,
+                                                 "kp_driving": kp_driving}, ["kp"])["kp"]
 
 
 def _runtime(backend: str):
@@ -183,13 +217,14 @@ def _runtime(backend: str):
                           "pip install 'tpsmm[deploy]'") from None
 
 
-def _onnxruntime_session(path: Path, threads: int):
+def _onnxruntime_graph(path: Path, threads: int):
+    """The graph at ``path`` as ``run(inputs, stream) -> outputs`` (one stream)."""
     ort = _runtime("onnxruntime")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return lambda inputs: session.run(None, inputs)
+    return lambda inputs, stream: session.run(None, inputs)
 
 
 def _check_runtime(backend: str, precision: str) -> None:
@@ -210,12 +245,12 @@ def openvino_capabilities(openvino) -> list[str]:
     return list(openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
 
 
-def _openvino_session(core, path: Path, threads: int, streams: int, precision: str,
-                      batched: list[str]):
-    """Run the graph at ``path`` in ``streams`` streams sharing ``threads`` threads: a batch is
-    cut into that many parts (along the inputs named in ``batched``), run at once and joined.
-    With a stream per thread, the small layers that parallelise poorly inside one request
-    run side by side (``benchmarks/openvino_streams.py``)."""
+def _openvino_graph(core, path: Path, threads: int, streams: int, precision: str):
+    """The graph at ``path`` as ``run(inputs, stream) -> outputs``, compiled for ``streams``
+    streams sharing ``threads`` threads, one request per stream: calls for different
+    streams run at once (with a stream per thread, the small layers that parallelise
+    poorly inside one request run side by side: ``benchmarks/openvino_streams.py``).
+    The outputs are the request's buffers, valid until its next run."""
     # The precision is set either way: OpenVINO would otherwise run bf16 wherever it can.
     hint = {"fp32": "f32", "bf16": "bf16"}[precision]
     compiled = core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": hint,
@@ -224,18 +259,10 @@ def _openvino_session(core, path: Path, threads: int, streams: int, precision: s
     outputs = list(compiled.outputs)
     requests = [compiled.create_infer_request() for _ in range(streams)]
 
-    def run(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        size = next((len(inputs[name]) for name in batched), 1)
-        bounds = np.linspace(0, size, min(len(requests), size) + 1).round().astype(int)
-        parts = list(zip(requests, bounds[:-1], bounds[1:], strict=False))
-        for request, start, end in parts:
-            request.start_async({name: value[start:end] if name in batched else value
-                                 for name, value in inputs.items()})
-        for request, _, _ in parts:
-            request.wait()
-        # Copies: a request's output buffers are reused by its next run.
-        return [np.concatenate([request.get_tensor(output).data for request, _, _ in parts])
-                for output in outputs]
+    def run(inputs: dict[str, np.ndarray], stream: int) -> list[np.ndarray]:
+        request = requests[stream]
+        request.infer(inputs)
+        return [request.get_tensor(output).data for output in outputs]
 
     return run
 

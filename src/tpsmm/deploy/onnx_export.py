@@ -6,22 +6,29 @@ as the :class:`~tpsmm.animation.Animator` does, so the graphs are:
 - ``kp_detector.onnx``: ``image (B, 3, S, S)`` in [0, 1] -> ``kp (B, K*5, 2)`` in [-1, 1];
 - ``source_encoder.onnx``: ``source (1, 3, S, S)`` -> the inpainting encoder's maps
   ``encoder_map_i (1, C_i, S/2^i, S/2^i)``, once per source;
-- ``dense_motion.onnx``: ``source``, ``kp_source (1, K*5, 2)``, ``kp_driving (B, K*5, 2)``
-  and the encoder maps -> the encoder maps warped by the flow and masked, ``warped_map_i
-  (B, C_i, S/2^i, S/2^i)``, the warped source ``deformed (B, 3, S, S)``, and the flow
-  ``deformation (B, S/s, S/s, 2)`` and occlusion masks ``occlusion_i`` (the last one is the
-  decoder's, the others are there for checking);
+- ``transformations.onnx``: ``source``, ``kp_source (1, K*5, 2)``, ``kp_driving (B, K*5, 2)``
+  -> the K+1 sampling grids ``transformations (B, K+1, S/s, S/s, 2)`` (background, then the
+  keypoint TPS) and ``dense_motion_input (B, 1 + K*5 + 3(K+1), S/s, S/s)``, what the dense
+  motion network sees of them (keypoint heatmaps, the source deformed by each);
+- ``dense_motion.onnx``: ``dense_motion_input`` -> ``contribution_logits (B, K+1, S/s,
+  S/s)`` and the occlusion masks ``occlusion_i`` (the last one is the decoder's, the others
+  are there for checking and for the flow graph);
+- ``optical_flow.onnx``: ``source``, ``contribution_logits``, ``transformations``, the
+  occlusion masks and the encoder maps -> the flow ``deformation (B, S/s, S/s, 2)`` (the
+  grids blended by the softmax of the logits), the encoder maps warped by it and masked,
+  ``warped_map_i (B, C_i, S/2^i, S/2^i)``, and the warped source ``deformed (B, 3, S, S)``;
 - ``inpainting_decoder.onnx``: the warped maps, ``deformed`` and the last occlusion mask ->
   ``prediction (B, 3, S, S)`` in [0, 1];
 - ``avd_network.onnx`` when the checkpoint has one: ``kp_source (B, K*5, 2)``,
   ``kp_driving (B, K*5, 2)`` -> ``kp (B, K*5, 2)``.
 
-The generator is two graphs so that an engine can run them in different precisions: the
-decoder holds nearly all of the per-frame convolutions and can run in bf16, while the TPS
-solves and every sampling grid must stay in fp32 (measured when the graphs were split,
-OpenVINO, vox-256: 32 dB against fp32 with the whole generator in bf16, 56.5 dB with
-only the decoder; ``benchmarks/animate.py`` prints the latter). The batch B is dynamic.
-How driving keypoints become the ``kp_driving`` the dense motion graph takes (relative
+The generator is four graphs so that an engine can run each in its own precision: the
+dense motion network's hourglass and the inpainting decoder hold nearly all of the
+per-frame convolutions and can run in bf16, while the TPS solves, the softmax and every
+sampling grid must stay in fp32 (measured when the graphs were split, OpenVINO, vox-256:
+32 dB against fp32 with the whole dense motion graph of the time in bf16, 56.5 dB with only
+the decoder; ``benchmarks/animate.py`` prints what the split of today gives). The batch B
+is dynamic. How driving keypoints become the ``kp_driving`` the dense motion graph takes (relative
 motion, its scale) is a few lines of arithmetic on keypoints, left to the caller
 (:mod:`tpsmm.animation.keypoints`, described in the manifest).
 
@@ -43,6 +50,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from tpsmm.animation.inference import optimize_for_inference
@@ -50,6 +58,7 @@ from tpsmm.config import plain
 from tpsmm.errors import ConfigError, OutputError
 from tpsmm.files import atomic_write
 from tpsmm.model import TPSMM
+from tpsmm.networks.dense_motion import blend_transformations
 from tpsmm.networks.inpainting import deform_input
 
 OPSET = 17  # GridSample needs 16
@@ -75,24 +84,53 @@ class _SourceEncoderGraph(nn.Module):
         return tuple(self.inpainting_network.encode(source))
 
 
-class _DenseMotionGraph(nn.Module):
-    """The dense motion network and every sampling by its flow (fp32 in every precision)."""
+class _TransformationsGraph(nn.Module):
+    """The K+1 transforms and the dense motion network's input: TPS solves, grids and their
+    sampling, no learned weight (fp32 in every precision)."""
 
     def __init__(self, model: TPSMM) -> None:
         super().__init__()
         self.dense_motion_network = model.dense_motion_network
-        self.inpainting_network = model.inpainting_network
 
-    def forward(self, source: torch.Tensor, kp_source: torch.Tensor, kp_driving: torch.Tensor,
-                *encoder_maps: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, source: torch.Tensor, kp_source: torch.Tensor,
+                kp_driving: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         kp_source = kp_source.expand(kp_driving.shape[0], -1, -1)
-        motion = self.dense_motion_network(source, {"fg_kp": kp_driving},
-                                           {"fg_kp": kp_source})
-        deformation, occlusion = motion["deformation"], motion["occlusion_map"]
-        warped, _ = self.inpainting_network.warp(list(encoder_maps), deformation, occlusion)
+        dense_motion_input, transformations, _ = self.dense_motion_network.prepare(
+            source, kp_driving, kp_source)
+        return transformations, dense_motion_input
+
+
+class _DenseMotionGraph(nn.Module):
+    """The dense motion network's learned part: convolutions, may run in reduced precision."""
+
+    def __init__(self, model: TPSMM) -> None:
+        super().__init__()
+        self.dense_motion_network = model.dense_motion_network
+
+    def forward(self, dense_motion_input: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        logits, occlusion = self.dense_motion_network.predict(dense_motion_input)
+        return (logits, *occlusion)
+
+
+class _OpticalFlowGraph(nn.Module):
+    """The flow and every sampling by it (fp32 in every precision)."""
+
+    def __init__(self, model: TPSMM, masks: int) -> None:
+        super().__init__()
+        self.inpainting_network = model.inpainting_network
+        self.masks = masks
+
+    def forward(self, source: torch.Tensor, contribution_logits: torch.Tensor,
+                transformations: torch.Tensor, *masks_and_maps: torch.Tensor,
+                ) -> tuple[torch.Tensor, ...]:
+        occlusion, encoder_maps = masks_and_maps[:self.masks], masks_and_maps[self.masks:]
+        deformation = blend_transformations(F.softmax(contribution_logits, dim=1),
+                                            transformations)
+        warped, _ = self.inpainting_network.warp(list(encoder_maps), deformation,
+                                                 list(occlusion))
         deformed = deform_input(source, deformation)
         # Warped maps shallowest first, numbered as the encoder maps they come from.
-        return (*warped[::-1], deformed, deformation, *occlusion)
+        return (*warped[::-1], deformed, deformation)
 
 
 class _InpaintingDecoderGraph(nn.Module):
@@ -192,27 +230,45 @@ def export_onnx(model: TPSMM, folder: str | Path) -> Path:
     with torch.no_grad():
         kp = model.kp_detector(image)["fg_kp"]
         maps = model.inpainting_network.encode(source)
-        motion = _DenseMotionGraph(model)(source, kp[:1], kp, *maps)
-        warped, (deformed, deformation, *occlusion) = motion[:len(maps)], motion[len(maps):]
+        transformations, dense_motion_input = _TransformationsGraph(model)(source, kp[:1], kp)
+        logits, *occlusion = _DenseMotionGraph(model)(dense_motion_input)
+        flow = _OpticalFlowGraph(model, len(occlusion))(source, logits, transformations,
+                                                         *occlusion, *maps)
+        warped, (deformed, deformation) = flow[:len(maps)], flow[len(maps):]
         prediction = _InpaintingDecoderGraph(model)(*warped, deformed, occlusion[-1])
+    source_spec = {"source": (source, False, unit)}
     map_specs = {f"encoder_map_{i}": (m, False, ">= 0") for i, m in enumerate(maps)}
+    transformation_specs = {
+        "transformations": (transformations, True, "source coordinates, about [-1, 1]"),
+        "dense_motion_input": (dense_motion_input, True, "heatmaps [-1, 1], images [0, 1]")}
+    logit_spec = {"contribution_logits": (logits, True, "real")}
+    occlusion_specs = {f"occlusion_{i}": (m, True, unit) for i, m in enumerate(occlusion)}
     warped_specs = {f"warped_map_{i}": (m, True, ">= 0") for i, m in enumerate(warped)}
     warped_specs["deformed"] = (deformed, True, unit)
-    occlusion_specs = {f"occlusion_{i}": (m, True, unit) for i, m in enumerate(occlusion)}
     last_occlusion = list(occlusion_specs)[-1]
     graphs = {
         "kp_detector": _export(_KeypointGraph(model), {"image": (image, True, unit)},
                                {"kp": (kp, True, signed)}, folder / "kp_detector.onnx"),
-        "source_encoder": _export(_SourceEncoderGraph(model), {"source": (source, False, unit)},
-                                  map_specs, folder / "source_encoder.onnx"),
+        "source_encoder": _export(_SourceEncoderGraph(model), source_spec, map_specs,
+                                  folder / "source_encoder.onnx"),
+        "transformations": _export(
+            _TransformationsGraph(model),
+            {**source_spec, "kp_source": (kp[:1], False, signed),
+             "kp_driving": (kp, True, signed)},
+            transformation_specs, folder / "transformations.onnx"),
         "dense_motion": _export(
             _DenseMotionGraph(model),
-            {"source": (source, False, unit), "kp_source": (kp[:1], False, signed),
-             "kp_driving": (kp, True, signed), **map_specs},
+            {"dense_motion_input": transformation_specs["dense_motion_input"]},
+            {**logit_spec, **occlusion_specs}, folder / "dense_motion.onnx",
+            reduced_precision=True),
+        "optical_flow": _export(
+            _OpticalFlowGraph(model, len(occlusion)),
+            {**source_spec, **logit_spec,
+             "transformations": transformation_specs["transformations"], **occlusion_specs,
+             **map_specs},
             {**warped_specs,
-             "deformation": (deformation, True, "source coordinates, about [-1, 1]"),
-             **occlusion_specs},
-            folder / "dense_motion.onnx"),
+             "deformation": (deformation, True, "source coordinates, about [-1, 1]")},
+            folder / "optical_flow.onnx"),
         "inpainting_decoder": _export(
             _InpaintingDecoderGraph(model),
             {**warped_specs, last_occlusion: occlusion_specs[last_occlusion]},
@@ -225,7 +281,7 @@ def export_onnx(model: TPSMM, folder: str | Path) -> Path:
             {"kp": (kp, True, signed)}, folder / "avd_network.onnx")
     manifest = {
         "format": "tpsmm-onnx",
-        "version": 2,
+        "version": 3,
         "opset": OPSET,
         "image_size": size,
         "num_keypoints": int(kp.shape[1]),
@@ -241,8 +297,11 @@ def export_onnx(model: TPSMM, folder: str | Path) -> Path:
             "mode relative: kp_driving = kp_source + (kp - kp_first) * scale, kp_first the "
             "first driving frame's keypoints, scale = sqrt(convex hull area of kp_source / "
             "that of kp_first)",
-            "warped maps, deformed, deformation, occlusion masks = dense_motion(source, "
-            "kp_source, kp_driving, encoder maps)",
+            "transformations, dense_motion_input = transformations(source, kp_source, "
+            "kp_driving)",
+            "contribution_logits, occlusion masks = dense_motion(dense_motion_input)",
+            "warped maps, deformed, deformation = optical_flow(source, contribution_logits, "
+            "transformations, occlusion masks, encoder maps)",
             f"prediction = inpainting_decoder(warped maps, deformed, {last_occlusion})",
         ],
     }

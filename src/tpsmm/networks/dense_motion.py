@@ -3,6 +3,7 @@ plus multi-resolution occlusion masks."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -31,6 +32,17 @@ def tps_dropout_softmax(
     exp = torch.exp(logits - logits.max(dim=1, keepdim=True).values)
     exp = exp * keep.to(logits.device)[:, :, None, None]
     return exp / (exp.sum(dim=1, keepdim=True) + 1e-6)
+
+
+def blend_transformations(contribution_maps: torch.Tensor,
+                          transformations: torch.Tensor) -> torch.Tensor:
+    """The optical flow: the K+1 sampling grids weighted by the contribution maps.
+
+    ``contribution_maps: (B, K+1, h, w)`` summing to 1 over K+1, ``transformations:
+    (B, K+1, h, w, 2)`` -> ``(B, h, w, 2)`` source coordinates, in the grids' dtype.
+    """
+    return torch.einsum("bkhw,bkhwc->bhwc", contribution_maps.to(transformations.dtype),
+                        transformations)
 
 
 class DenseMotionNetwork(nn.Module):
@@ -107,11 +119,14 @@ class DenseMotionNetwork(nn.Module):
 
     def forward(self, source_image: torch.Tensor, kp_driving: dict[str, torch.Tensor],
                 kp_source: dict[str, torch.Tensor], bg_param: torch.Tensor | None = None,
-                dropout_flag: bool = False, dropout_p: float = 0) -> dict:
+                dropout_flag: bool = False, dropout_p: float = 0,
+                network_context: contextlib.AbstractContextManager | None = None) -> dict:
         """``source_image: (B, 3, H, W)`` in [0, 1]; keypoints ``(B, K*5, 2)``.
 
         A batch-1 ``source_image`` is shared by every keypoint set, so inference downsamples
-        one source once however many driving frames it animates.
+        one source once however many driving frames it animates. ``network_context``: the
+        context the learned part (:meth:`predict`) runs in, reduced-precision autocast at
+        inference; the transforms, the softmax and the flow stay in the input's dtype.
 
         Returns, with h, w = the motion resolution:
         - ``deformed_source``: (B, K+1, 3, h, w), the source under each transform;
@@ -119,16 +134,42 @@ class DenseMotionNetwork(nn.Module):
         - ``deformation``: (B, h, w, 2), the blended flow (source coordinates);
         - ``occlusion_map``: list of (B, 1, h', w') in [0, 1] at h/2, h, 2h, 4h.
         """
+        hourglass_input, transformations, deformed_source = self.prepare(
+            source_image, kp_driving["fg_kp"], kp_source["fg_kp"], bg_param)
+        with network_context or contextlib.nullcontext():
+            logits, occlusion_map = self.predict(hourglass_input)
+        logits = logits.to(hourglass_input.dtype)
+        occlusion_map = [mask.to(hourglass_input.dtype) for mask in occlusion_map]
+        if dropout_flag:
+            contribution_maps = tps_dropout_softmax(logits, dropout_p)
+        else:
+            contribution_maps = F.softmax(logits, dim=1)
+        return {
+            "deformed_source": deformed_source,
+            "contribution_maps": contribution_maps,
+            "deformation": blend_transformations(contribution_maps, transformations),
+            "occlusion_map": occlusion_map,
+        }
+
+    def prepare(self, source_image: torch.Tensor, kp_driving: torch.Tensor,
+                kp_source: torch.Tensor, bg_param: torch.Tensor | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The K+1 transforms and what the hourglass sees of them (no learned weights).
+
+        ``source_image: (B or 1, 3, H, W)``, keypoints ``(B, K*5, 2)`` ->
+        ``hourglass_input (B, 1 + K*5 + 3*(K+1), h, w)`` (zeros, keypoint heatmap
+        differences, deformed sources), ``transformations (B, K+1, h, w, 2)`` as
+        :meth:`create_transformations`, ``deformed_source (B, K+1, 3, h, w)``.
+        """
         if self.scale_factor != 1:
             source_image = self.down(source_image)
         _, _, h, w = source_image.shape
-        kp_d, kp_s = kp_driving["fg_kp"], kp_source["fg_kp"]
-        batch = kp_d.shape[0]
+        batch = kp_driving.shape[0]
 
-        heatmaps = keypoint_heatmaps(kp_d, (h, w), self.kp_variance) - keypoint_heatmaps(
-            kp_s, (h, w), self.kp_variance
+        heatmaps = keypoint_heatmaps(kp_driving, (h, w), self.kp_variance) - keypoint_heatmaps(
+            kp_source, (h, w), self.kp_variance
         )
-        transformations = self.create_transformations((h, w), kp_d, kp_s, bg_param)
+        transformations = self.create_transformations((h, w), kp_driving, kp_source, bg_param)
         frames = source_image.unsqueeze(1).expand(batch, self.num_tps + 1, -1, -1, -1)
         deformed_source = F.grid_sample(
             frames.reshape(batch * (self.num_tps + 1), -1, h, w),
@@ -141,22 +182,13 @@ class DenseMotionNetwork(nn.Module):
             [zeros, heatmaps.to(source_image.dtype), deformed_source.reshape(batch, -1, h, w)],
             dim=1,
         )
+        return hourglass_input, transformations, deformed_source
+
+    def predict(self, hourglass_input: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The learned part: ``hourglass_input`` as :meth:`prepare` gives it ->
+        contribution logits ``(B, K+1, h, w)`` and the occlusion masks (see :meth:`forward`)."""
         prediction = self.hourglass(hourglass_input)
-
-        logits = self.maps(prediction[-1])
-        if dropout_flag:
-            contribution_maps = tps_dropout_softmax(logits, dropout_p)
-        else:
-            contribution_maps = F.softmax(logits, dim=1)
-        deformation = torch.einsum("bkhw,bkhwc->bhwc", contribution_maps.to(transformations.dtype),
-                                   transformations)
-
-        return {
-            "deformed_source": deformed_source,
-            "contribution_maps": contribution_maps,
-            "deformation": deformation,
-            "occlusion_map": self._occlusion_maps(prediction),
-        }
+        return self.maps(prediction[-1]), self._occlusion_maps(prediction)
 
     def _occlusion_maps(self, prediction: list[torch.Tensor]) -> list[torch.Tensor]:
         if not self.multi_mask:
