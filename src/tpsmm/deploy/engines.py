@@ -104,6 +104,7 @@ class GraphEngine:
         streams: OpenVINO's streams, which share the threads; each takes a part of every
             batch through all the graphs of a call (default: one per thread, but no more
             than ``batch_size``: measured on 2 cores only, ``benchmarks/openvino_streams.py``).
+            A graph without a batch axis (the source encoder) runs in one stream.
         batch_size: the frames per batch the engine will mostly be given.
     """
 
@@ -117,21 +118,26 @@ class GraphEngine:
         self.precision = precision
         manifest = json.loads((self.folder / MANIFEST).read_text())
         threads = threads or torch.get_num_threads()
-        if backend == "onnxruntime":
-            self._streams = 1
-            self._graphs = {name: _onnxruntime_graph(self.folder / graph["file"], threads)
-                            for name, graph in manifest["graphs"].items()}
-        else:
-            self._streams = streams or min(threads, batch_size or threads)
-            core = _runtime("openvino").Core()
-            self._graphs = {
-                name: _openvino_graph(core, self.folder / graph["file"], threads, self._streams,
-                                      precision if graph["reduced_precision"] else "fp32")
-                for name, graph in manifest["graphs"].items()}
         self._inputs = {name: [i["name"] for i in graph["inputs"]]
                         for name, graph in manifest["graphs"].items()}
         self._batched = {name: {i["name"] for i in graph["inputs"] if i["shape"][0] == "batch"}
                          for name, graph in manifest["graphs"].items()}
+        if backend == "onnxruntime":
+            self._streams = dict.fromkeys(manifest["graphs"], 1)
+            self._graphs = {name: _onnxruntime_graph(self.folder / graph["file"], threads)
+                            for name, graph in manifest["graphs"].items()}
+        else:
+            # A graph without a batch (the source encoder's one image) gets every thread in
+            # one stream.
+            streams = streams or min(threads, batch_size or threads)
+            self._streams = {name: streams if self._batched[name] else 1
+                             for name in manifest["graphs"]}
+            core = _runtime("openvino").Core()
+            self._graphs = {
+                name: _openvino_graph(core, self.folder / graph["file"], threads,
+                                      self._streams[name],
+                                      precision if graph["reduced_precision"] else "fp32")
+                for name, graph in manifest["graphs"].items()}
         self._outputs = {name: [o["name"] for o in graph["outputs"]]
                          for name, graph in manifest["graphs"].items()}
         self._temporary: tempfile.TemporaryDirectory | None = None
@@ -165,7 +171,8 @@ class GraphEngine:
                   for name, value in inputs.items()}
         batched = set().union(*(self._batched[graph] for graph in graphs)) & set(values)
         size = max((len(values[name]) for name in batched), default=1)
-        bounds = np.linspace(0, size, min(self._streams, size) + 1).round().astype(int)
+        streams = min(self._streams[graph] for graph in graphs)
+        bounds = np.linspace(0, size, min(streams, size) + 1).round().astype(int)
 
         def run_part(stream: int, start: int, end: int) -> list[np.ndarray]:
             known = {name: value[start:end] if name in batched else value
