@@ -1,11 +1,12 @@
 """OpenVINO's streams: one stream of every thread against one stream per thread.
 
 The OpenVINO engine (:class:`tpsmm.deploy.engines.GraphEngine`) cuts each batch between
-its streams and runs the parts at once. This times the per-frame graphs (keypoint
-detector, dense motion, inpainting decoder) of the vox-256 model with the golden rule
-weights at 256x256 on batches of the golden driving frames, with one stream of all
-threads and with the default of one stream per thread, interleaved, best round kept, in
-fp32 and (where the CPU has it) bf16, and checks that both give the same frames.
+its streams and runs the parts at once, each through all the graphs of a call. This times
+the per-frame graphs (keypoint detector, then the generator's four) of the vox-256 model
+with the golden rule weights at 256x256 on batches of the golden driving frames, with
+one stream of all threads and with the default of one stream per thread, interleaved,
+best round kept, in fp32 and (where the CPU has it) bf16, and checks that both give the
+same frames.
 
     python benchmarks/openvino_streams.py               # batch 4, 5 rounds
     python benchmarks/openvino_streams.py --batch 8 --rounds 3

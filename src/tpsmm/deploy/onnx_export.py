@@ -25,18 +25,18 @@ as the :class:`~tpsmm.animation.Animator` does, so the graphs are:
 The generator is four graphs so that an engine can run each in its own precision: the
 dense motion network's hourglass and the inpainting decoder hold nearly all of the
 per-frame convolutions and can run in bf16, while the TPS solves, the softmax and every
-sampling grid must stay in fp32 (measured when the graphs were split, OpenVINO, vox-256:
-32 dB against fp32 with the whole dense motion graph of the time in bf16, 56.5 dB with only
-the decoder; ``benchmarks/animate.py`` prints what the split of today gives). The batch B
-is dynamic. How driving keypoints become the ``kp_driving`` the dense motion graph takes (relative
-motion, its scale) is a few lines of arithmetic on keypoints, left to the caller
+sampling grid must stay in fp32 (measured with OpenVINO, vox-256: 32 dB against fp32 with
+the dense motion network and its TPS solves and grids in one bf16 graph, 54.4 dB with this
+split; ``benchmarks/animate.py`` prints the latter). The batch B is dynamic. How driving
+keypoints become the ``kp_driving`` the transformations graph takes (relative motion, its
+scale) is a few lines of arithmetic on keypoints, left to the caller
 (:mod:`tpsmm.animation.keypoints`, described in the manifest).
 
 The graphs are exported from the networks as :func:`optimize_for_inference` rewrites them
-(fused up-convolutions, group norm), with the direct convolutions (Winograd's NNPACK calls
-exist only in torch). ONNX has no matrix inverse, so the 8x8 TPS systems are solved inside
-the graph by Gauss-Jordan elimination with partial pivoting
-(:func:`tpsmm.geometry.tps.gauss_jordan_inverse`).
+(fused up-convolutions, fp32 instance norm, exported as one InstanceNormalization node),
+with the direct convolutions (Winograd's NNPACK calls exist only in torch). ONNX has no
+matrix inverse, so the 8x8 TPS systems are solved inside the graph by Gauss-Jordan
+elimination with partial pivoting (:func:`tpsmm.geometry.tps.gauss_jordan_inverse`).
 """
 
 from __future__ import annotations
