@@ -94,6 +94,28 @@ def test_optimize_for_inference_keeps_outputs_and_state_dict(precision, tiny_cas
     torch.testing.assert_close(actual, expected, rtol=0, atol=2e-5)
 
 
+def test_reduced_precision_runs_the_learned_convolutions_only(tiny_case) -> None:
+    """bf16: the dense motion network's heads and the inpainting network's last convolution
+    give bf16; the contribution maps, the flow and the masks stay fp32."""
+    model = optimize_for_inference(tiny_case.model(), torch.device("cpu"), "bf16")
+    seen = {}
+    for name, layer in (("maps", model.dense_motion_network.maps),
+                        ("occlusion", model.dense_motion_network.occlusion[-1]),
+                        ("final", model.inpainting_network.final)):
+        layer.register_forward_hook(lambda _, __, out, name=name: seen.update({name: out.dtype}))
+    source, driving = tiny_case.tensor("input.source")[:1], tiny_case.tensor("input.driving")
+    with torch.no_grad():
+        kp_driving = model.kp_detector(driving)["fg_kp"]
+        kp_source = model.kp_detector(source)["fg_kp"].expand_as(kp_driving)
+        generated = generate(model.dense_motion_network, model.inpainting_network, source,
+                             kp_source, kp_driving, precision="bf16")
+    assert seen == dict.fromkeys(("maps", "occlusion", "final"), torch.bfloat16)
+    motion = generated["motion"]
+    assert motion["contribution_maps"].dtype == motion["deformation"].dtype == torch.float32
+    assert {mask.dtype for mask in motion["occlusion_map"]} == {torch.float32}
+    assert generated["prediction"].dtype == torch.float32
+
+
 def test_batch_one_source_is_shared_by_every_keypoint_set(tiny_case) -> None:
     model = tiny_case.model()
     source = tiny_case.tensor("input.source")[:1]
