@@ -13,8 +13,8 @@ from test_golden import ATOL, FULL_RESOLUTION_IMAGE_ATOL
 
 from tpsmm.cli import main
 from tpsmm.deploy import engines
-from tpsmm.deploy.engines import GENERATOR_GRAPHS, GraphEngine
-from tpsmm.deploy.onnx_export import export_onnx
+from tpsmm.deploy.engines import GraphEngine
+from tpsmm.deploy.onnx_export import GENERATOR_GRAPHS, export_onnx
 from tpsmm.generator import generate
 from tpsmm.geometry.tps import gauss_jordan_inverse, radial_kernel
 

@@ -21,6 +21,7 @@ import functools
 import importlib
 import json
 import tempfile
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,14 +29,12 @@ import numpy as np
 import torch
 
 from tpsmm.animation.inference import optimize_for_inference
-from tpsmm.deploy.onnx_export import MANIFEST, export_onnx
+from tpsmm.deploy.onnx_export import GENERATOR_GRAPHS, MANIFEST, export_onnx
 from tpsmm.errors import ConfigError
 from tpsmm.generator import generate
 from tpsmm.model import TPSMM
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
-# The graphs that make frames from a source and driving keypoints, in order.
-GENERATOR_GRAPHS = ["transformations", "dense_motion", "optical_flow", "inpainting_decoder"]
 # What each graph backend runs: OpenVINO's CPU plugin has bf16 kernels where the CPU has bf16
 # instructions; onnxruntime's CPU provider has none worth having for convolutions.
 _GRAPH_PRECISIONS = {"onnxruntime": ("fp32",), "openvino": ("fp32", "bf16")}
@@ -157,7 +156,7 @@ class GraphEngine:
         engine._temporary = temporary
         return engine
 
-    def run_graphs(self, graphs: list[str], inputs: dict[str, torch.Tensor],
+    def run_graphs(self, graphs: Sequence[str], inputs: dict[str, torch.Tensor],
                    wanted: list[str]) -> dict[str, torch.Tensor]:
         """Run ``graphs`` in order, each taking its inputs by name from ``inputs`` and the
         outputs of the graphs before it; returns the ``wanted`` outputs.

@@ -63,6 +63,8 @@ from tpsmm.networks.inpainting import deform_input
 
 OPSET = 17  # GridSample needs 16
 MANIFEST = "manifest.json"
+# The graphs that make frames from a source and driving keypoints, in the order they run.
+GENERATOR_GRAPHS = ("transformations", "dense_motion", "optical_flow", "inpainting_decoder")
 _EXAMPLE_BATCH = 2
 
 
