@@ -15,6 +15,7 @@ from tpsmm.cli import main
 from tpsmm.deploy import engines
 from tpsmm.deploy.engines import GraphEngine
 from tpsmm.deploy.onnx_export import GENERATOR_GRAPHS, export_onnx
+from tpsmm.errors import ConfigError
 from tpsmm.generator import generate
 from tpsmm.geometry.tps import gauss_jordan_inverse, radial_kernel
 
@@ -274,3 +275,25 @@ def test_crop_and_paste_back_through_openvino(tmp_path) -> None:
         outputs[backend] = _read_frames(tmp_path / backend).astype(int)
     assert outputs["openvino"].shape == scene.shape
     assert np.abs(outputs["openvino"] - outputs["torch"]).max() <= 1  # measured: 1
+
+
+def test_graph_folders_that_do_not_fit_are_one_line(tiny_case, tmp_path) -> None:
+    """No manifest, a broken one, or graphs of another manifest version (an export by an
+    older tpsmm, whose generator was two graphs): ConfigError naming the folder."""
+    export_onnx(tiny_case.model(), tmp_path)
+    manifest = tmp_path / "manifest.json"
+    written = json.loads(manifest.read_text())
+    cases = {"no manifest.json; write the graphs with tpsmm export": None,
+             "manifest.json: unreadable": "{not json",
+             "manifest version 2, this tpsmm runs version 3: export them again":
+                 json.dumps(dict(written, version=2))}
+    for message, text in cases.items():
+        manifest.unlink(missing_ok=True)
+        if text is not None:
+            manifest.write_text(text)
+        with pytest.raises(ConfigError, match=message) as raised:
+            GraphEngine(tmp_path, "onnxruntime")
+        assert str(tmp_path) in str(raised.value) and "\n" not in str(raised.value)
+    manifest.write_text(json.dumps(written))
+    assert GraphEngine(tmp_path, "onnxruntime").keypoints(
+        tiny_case.tensor("input.source")[:1]).shape == (1, written["num_keypoints"], 2)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from tpsmm.animation.inference import optimize_for_inference
-from tpsmm.deploy.onnx_export import GENERATOR_GRAPHS, MANIFEST, export_onnx
+from tpsmm.deploy.onnx_export import GENERATOR_GRAPHS, MANIFEST, MANIFEST_VERSION, export_onnx
 from tpsmm.errors import ConfigError
 from tpsmm.generator import generate
 from tpsmm.model import TPSMM
@@ -115,7 +115,7 @@ class GraphEngine:
         _check_runtime(backend, precision)
         self.folder = Path(folder)
         self.precision = precision
-        manifest = json.loads((self.folder / MANIFEST).read_text())
+        manifest = _read_manifest(self.folder)
         threads = threads or torch.get_num_threads()
         self._inputs = {name: [i["name"] for i in graph["inputs"]]
                         for name, graph in manifest["graphs"].items()}
@@ -211,6 +211,22 @@ class GraphEngine:
     def avd(self, kp_source: torch.Tensor, kp_driving: torch.Tensor) -> torch.Tensor:
         return self.run_graphs(["avd_network"], {"kp_source": kp_source,
                                                  "kp_driving": kp_driving}, ["kp"])["kp"]
+
+
+def _read_manifest(folder: Path) -> dict:
+    """``folder``'s manifest, or one line saying why its graphs cannot be used."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{folder}: no {MANIFEST}; write the graphs with tpsmm export") \
+            from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{folder / MANIFEST}: unreadable ({error})") from None
+    version = manifest.get("version") if isinstance(manifest, dict) else None
+    if version != MANIFEST_VERSION:
+        raise ConfigError(f"{folder}: graphs of manifest version {version}, this tpsmm runs "
+                          f"version {MANIFEST_VERSION}: export them again with tpsmm export")
+    return manifest
 
 
 def _runtime(backend: str):

@@ -63,6 +63,8 @@ from tpsmm.networks.inpainting import deform_input
 
 OPSET = 17  # GridSample needs 16
 MANIFEST = "manifest.json"
+# 3: the generator as four graphs (2: two graphs).
+MANIFEST_VERSION = 3
 # The graphs that make frames from a source and driving keypoints, in the order they run.
 GENERATOR_GRAPHS = ("transformations", "dense_motion", "optical_flow", "inpainting_decoder")
 _EXAMPLE_BATCH = 2
@@ -283,7 +285,7 @@ def export_onnx(model: TPSMM, folder: str | Path) -> Path:
             {"kp": (kp, True, signed)}, folder / "avd_network.onnx")
     manifest = {
         "format": "tpsmm-onnx",
-        "version": 3,
+        "version": MANIFEST_VERSION,
         "opset": OPSET,
         "image_size": size,
         "num_keypoints": int(kp.shape[1]),
