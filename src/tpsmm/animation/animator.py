@@ -121,7 +121,7 @@ class Animator:
         device: ``auto`` (CUDA, else MPS, else CPU), ``cpu``, ``cuda``, ``mps``...
         precision: ``fp32`` (default: full precision, frames within 1/255 of the reference),
             ``bf16`` or ``fp16``: the precision of the per-frame convolutions of the dense
-            motion network's hourglass and the inpainting network, ~95% of the work.
+            motion network's hourglass and the inpainting network, ~98% of the work.
             Everything else (keypoints, TPS solves, grids, softmax, flow) stays fp32.
         batch_size: frames per batch; by default 4 on the CPU, 16 on CUDA, 8 on MPS.
         backend: ``torch`` (default), or ``onnxruntime`` / ``openvino``: the model's ONNX

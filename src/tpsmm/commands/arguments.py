@@ -90,7 +90,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto: CUDA, else MPS, else the CPU (default)")
     parser.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
                         help="precision of the per-frame convolutions of the dense motion and "
-                        "inpainting networks, ~95%% of the work (default fp32); bf16/fp16 are "
+                        "inpainting networks, ~98%% of the work (default fp32); bf16/fp16 are "
                         "faster on GPUs and CPUs with native support, and much slower on CPUs "
                         "without")
     parser.add_argument("--backend", choices=BACKENDS, default="torch",
