@@ -180,8 +180,7 @@ class GraphEngine:
                 outputs = self._graphs[graph]({n: known[n] for n in self._inputs[graph]},
                                               stream)
                 known.update(zip(self._outputs[graph], outputs, strict=True))
-            # Copies: a graph's outputs are its request's buffers, reused by its next run.
-            return [np.array(known[name]) for name in wanted]
+            return [known[name] for name in wanted]
 
         parts = [(stream, int(bounds[stream]), int(bounds[stream + 1]))
                  for stream in range(len(bounds) - 1)]
@@ -191,7 +190,10 @@ class GraphEngine:
             with ThreadPoolExecutor(len(parts) - 1) as pool:
                 others = [pool.submit(run_part, *part) for part in parts[1:]]
                 results = [run_part(*parts[0])] + [other.result() for other in others]
-        return {name: torch.from_numpy(np.concatenate(arrays) if len(arrays) > 1 else arrays[0])
+        # Joined or copied once: a graph's outputs are its request's buffers, reused by its
+        # next run.
+        return {name: torch.from_numpy(np.concatenate(arrays) if len(arrays) > 1
+                                       else arrays[0].copy())
                 for name, *arrays in zip(wanted, *results, strict=True)}
 
     def keypoints(self, frames: torch.Tensor) -> torch.Tensor:
