@@ -23,6 +23,7 @@ from tpsmm.animation.best_frame import (
 )
 from tpsmm.animation.inference import (
     Float32InstanceNorm2d,
+    RowSplitConv2d,
     TransposedUpBlock2d,
     nearest_up_conv_kernel,
     optimize_for_inference,
@@ -47,6 +48,34 @@ def test_transposed_kernel_equals_nearest_upsampling_then_conv(size: tuple[int, 
     expected = F.conv2d(F.interpolate(x, scale_factor=2.0, mode="nearest"), weight, bias, padding=1)
     fused = F.conv_transpose2d(x, nearest_up_conv_kernel(weight), bias, stride=2, padding=1)
     torch.testing.assert_close(fused, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(("in_channels", "out_channels", "kernel", "size"),
+                         [(5, 3, 7, (9, 6)), (4, 1, 5, (3, 11)), (2, 15, 7, (8, 8))])
+def test_row_split_conv_equals_the_convolution(in_channels, out_channels, kernel, size) -> None:
+    generator = torch.Generator().manual_seed(0)
+    conv = torch.nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2).double()
+    x = torch.randn(2, in_channels, *size, generator=generator, dtype=torch.float64)
+    split = RowSplitConv2d(conv)
+    assert split.weight is conv.weight and split.bias is conv.bias  # shared, not copied
+    assert list(split.state_dict()) == ["weight", "bias"]
+    with torch.no_grad():
+        torch.testing.assert_close(split(x), conv(x), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(("conv", "fits"), [
+    (torch.nn.Conv2d(12, 3, 7, padding=3), True),
+    (torch.nn.Conv2d(60, 15, 5, padding=2), True),
+    (torch.nn.Conv2d(64, 16, 7, padding=3), False),  # fills a register already
+    (torch.nn.Conv2d(11, 3, 7, padding=3), False),  # the column sum would cost > 1/4 more
+    (torch.nn.Conv2d(12, 3, 3, padding=1), False),
+    (torch.nn.Conv2d(12, 3, 7, padding=2), False),
+    (torch.nn.Conv2d(12, 3, 7, padding=3, stride=2), False),
+    (torch.nn.Conv2d(12, 3, 7, padding=3, padding_mode="reflect"), False),
+    (torch.nn.Conv2d(12, 3, (7, 5), padding=(3, 2)), False),
+])
+def test_row_split_takes_same_convolutions_with_few_output_channels(conv, fits) -> None:
+    assert RowSplitConv2d.fits(conv) == fits
 
 
 def test_fp32_instance_norm_is_instance_norm_and_stays_fp32() -> None:
@@ -85,6 +114,11 @@ def test_optimize_for_inference_keeps_outputs_and_state_dict(precision, tiny_cas
     assert not any(isinstance(m, UpBlock2d) for m in modules)
     # 3 in the inpainting network, 3 in the hourglass, 2 after it in the dense motion network.
     assert sum(isinstance(m, TransposedUpBlock2d) for m in modules) == 8
+    # The dense motion network's maps and its 4 masks; the tiny inpainting network's final
+    # (8 -> 3 channels) has too few input channels to gain.
+    split = {name for name, m in optimized.named_modules() if isinstance(m, RowSplitConv2d)}
+    assert split == {"dense_motion_network.maps",
+                     *(f"dense_motion_network.occlusion.{i}" for i in range(4))}
     winograd = any(isinstance(m, WinogradConv2d) for m in optimized.inpainting_network.modules())
     assert winograd == winograd_available(torch.device("cpu"), precision)
     assert list(optimized.state_dict()) == keys

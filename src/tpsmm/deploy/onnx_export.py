@@ -33,10 +33,11 @@ scale) is a few lines of arithmetic on keypoints, left to the caller
 (:mod:`tpsmm.animation.keypoints`, described in the manifest).
 
 The graphs are exported from the networks as :func:`optimize_for_inference` rewrites them
-(fused up-convolutions, fp32 instance norm, exported as one InstanceNormalization node),
-with the direct convolutions (Winograd's NNPACK calls exist only in torch). ONNX has no
-matrix inverse, so the 8x8 TPS systems are solved inside the graph by Gauss-Jordan
-elimination with partial pivoting (:func:`tpsmm.geometry.tps.gauss_jordan_inverse`).
+(fused up-convolutions, the 7x7 heads split into rows, fp32 instance norm, exported as one
+InstanceNormalization node), with the direct convolutions (Winograd's NNPACK calls exist
+only in torch). ONNX has no matrix inverse, so the 8x8 TPS systems are solved inside the
+graph by Gauss-Jordan elimination with partial pivoting
+(:func:`tpsmm.geometry.tps.gauss_jordan_inverse`).
 """
 
 from __future__ import annotations
