@@ -35,9 +35,10 @@ scale) is a few lines of arithmetic on keypoints, left to the caller
 The graphs are exported from the networks as :func:`optimize_for_inference` rewrites them
 (fused up-convolutions, the 7x7 heads split into rows, fp32 instance norm, exported as one
 InstanceNormalization node), with the direct convolutions (Winograd's NNPACK calls exist
-only in torch). ONNX has no matrix inverse, so the 8x8 TPS systems are solved inside the
-graph by Gauss-Jordan elimination with partial pivoting
-(:func:`tpsmm.geometry.tps.gauss_jordan_inverse`).
+only in torch) except in the decoder's residual blocks, whose 3x3 convolutions are exported
+as Winograd's F(2, 3) along each row (:mod:`tpsmm.deploy.row_winograd`). ONNX has no matrix
+inverse, so the 8x8 TPS systems are solved inside the graph by Gauss-Jordan elimination
+with partial pivoting (:func:`tpsmm.geometry.tps.gauss_jordan_inverse`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from torch import nn
 
 from tpsmm.animation.inference import optimize_for_inference
 from tpsmm.config import plain
+from tpsmm.deploy.row_winograd import use_row_winograd
 from tpsmm.errors import ConfigError, OutputError
 from tpsmm.files import atomic_write
 from tpsmm.model import TPSMM
@@ -228,6 +230,7 @@ def export_onnx(model: TPSMM, folder: str | Path) -> Path:
     has_avd = not model.loaded or "avd_network" in model.loaded
     model = optimize_for_inference(copy.deepcopy(model).cpu(), torch.device("cpu"), "fp32",
                                    winograd=False)
+    use_row_winograd(model.inpainting_network)
     size = model.config.image_size
     image = torch.rand(_EXAMPLE_BATCH, 3, size, size, generator=torch.Generator().manual_seed(0))
     source = image[:1]
