@@ -27,10 +27,10 @@ dense motion network's hourglass and the inpainting decoder hold nearly all of t
 per-frame convolutions and can run in bf16, while the TPS solves, the softmax and every
 sampling grid must stay in fp32 (measured with OpenVINO, vox-256: 32 dB against fp32 with
 the dense motion network and its TPS solves and grids in one bf16 graph, 54.4 dB with this
-split; ``benchmarks/animate.py`` prints the latter). The batch B is dynamic. How driving
-keypoints become the ``kp_driving`` the transformations graph takes (relative motion, its
-scale) is a few lines of arithmetic on keypoints, left to the caller
-(:mod:`tpsmm.animation.keypoints`, described in the manifest).
+split, 53.7 dB since the decoder's Winograd; ``benchmarks/animate.py`` prints the latter).
+The batch B is dynamic. How driving keypoints become the ``kp_driving`` the transformations
+graph takes (relative motion, its scale) is a few lines of arithmetic on keypoints, left to
+the caller (:mod:`tpsmm.animation.keypoints`, described in the manifest).
 
 The graphs are exported from the networks as :func:`optimize_for_inference` rewrites them
 (fused up-convolutions, the 7x7 heads split into rows, fp32 instance norm, exported as one
