@@ -1,6 +1,6 @@
 """3x3 convolutions as Winograd's F(2, 3) along each row, built from ordinary graph operations.
 
-What: the inpainting decoder's residual blocks (twelve 3x3 convolutions, ~85% of a frame's
+What: the inpainting decoder's residual blocks (twelve 3x3 convolutions, ~80% of a frame's
 work at 256x256) are exported as :class:`RowWinogradConv2d`: every pair of output columns
 ``2j, 2j+1`` is computed from the four input columns ``2j-1 .. 2j+2`` with 4 instead of 6
 column products (Lavin & Gray, 2016, in one dimension):
