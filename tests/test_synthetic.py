@@ -234,7 +234,11 @@ def test_ctrl_c_with_workers_is_one_line(tmp_path: Path) -> None:
         [sys.executable, "-m", "tpsmm.cli", "synth", "--out", str(out), "--videos", "40",
          "--frames", "200", "--workers", "2"],
         stderr=subprocess.PIPE, text=True, start_new_session=True,
-        env=dict(os.environ, PYTHONWARNINGS="ignore"))
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+        # As from a terminal: tests started in the background by a shell without job
+        # control ignore SIGINT, a child inherits that, and Python then raises no
+        # KeyboardInterrupt (the command ran to its end and exited 0).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not list(out.glob("*/*.npz")) and time.monotonic() < deadline:
         time.sleep(0.02)  # until the first video is written: the workers are busy
