@@ -18,7 +18,6 @@ pytest.importorskip("skimage")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 DEMO = {"config": CONFIG, "checkpoint": assets_dir() / CHECKPOINT_NAME}
-# Where character_in_scene shows the 64-px character in its 224x160 scene.
 
 
 def _write(path, frames):

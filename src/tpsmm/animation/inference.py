@@ -115,11 +115,11 @@ class RowSplitConv2d(nn.Module):
         # (C_out, C_in, dy, dx) -> (C_out * k, C_in, 1, dx), channel o * k + dy.
         rows = conv.weight.detach().permute(0, 2, 1, 3).reshape(out_channels * size, in_channels,
                                                                1, size)
+        # Output o takes channel o * k + dy at row offset dy.
         column_sum = torch.zeros(out_channels, out_channels * size, size, 1,
                                  dtype=rows.dtype, device=rows.device)
-        for channel in range(out_channels):
-            for row in range(size):
-                column_sum[channel, channel * size + row, row, 0] = 1
+        taken = torch.arange(out_channels * size)
+        column_sum[taken // size, taken, taken % size, 0] = 1
         self.register_buffer("row_kernel", rows.contiguous(), persistent=False)
         self.register_buffer("column_sum", column_sum, persistent=False)
         self.padding = size // 2

@@ -18,6 +18,7 @@ from PIL import Image
 
 from tpsmm.data.synthetic.markers import MARKER_COLOURS, MARKER_NAMES
 from tpsmm.data.synthetic.render import render_video
+from tpsmm.data.video.writing import PNG_COMPRESS_LEVEL
 from tpsmm.errors import OutputError
 
 #: Written into the dataset folder before anything else: the settings, and the proof that
@@ -66,7 +67,7 @@ def _write_video(job: _Job) -> int:
     try:
         folder.mkdir()
         for t, frame in enumerate(video.frames):
-            Image.fromarray(frame).save(folder / f"{t:06d}.png", compress_level=1)
+            Image.fromarray(frame).save(folder / f"{t:06d}.png", compress_level=PNG_COMPRESS_LEVEL)
         np.savez(
             folder.with_name(folder.name + ".npz"), keypoints=video.keypoints, visible=video.visible
         )

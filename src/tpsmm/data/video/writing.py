@@ -26,7 +26,8 @@ _REPLACED = "-old"  # suffix of the frames a frame folder replaces, while they a
 # zlib's fastest level: a 256x256 frame took 3.5 ms to write against 15.5 ms at Pillow's
 # default of 6, for a file 40% larger (one-off, the golden vox-256 source). At 6 the one
 # writing thread alone caps the output near 65 frames/s, under what a GPU makes; on 2 CPU
-# cores it took time from the model (OpenVINO bf16, 8 frames: 4.80 -> 4.67 s).
+# cores it took time from the model (OpenVINO bf16, 8 frames: 4.80 -> 4.67 s). The
+# synthetic dataset writes its training frames at the same level.
 PNG_COMPRESS_LEVEL = 1
 
 
